@@ -1,0 +1,1 @@
+"""QAS services: thin asyncio shells that read topics, call the pure core in shared/, write topics."""

@@ -1,0 +1,1 @@
+"""The applier: enacts decisions (memory pools, resource limits) and exports metrics."""

@@ -1,0 +1,126 @@
+"""Prometheus metrics, on a registry of our own (no global state), served on 127.0.0.1.
+
+Conventions: base units (_seconds, _bytes, _celsius), _ratio for 0-1 values, _total counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import start_http_server
+
+from shared.messages import ApplyResult, HardwareSnapshot, ScalingDecision, SensorReading
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.scaling_factor = Gauge(
+            "qas_scaling_factor", "Scaling factor of the last decision", ["host"], registry=r
+        )
+        self.memory_adjustment = Gauge(
+            "qas_memory_adjustment", "Memory adjustment multiplier (0.1-2.0) of the last decision",
+            ["host"], registry=r,
+        )  # fmt: skip
+        self.memory_budget = Gauge(
+            "qas_memory_budget_bytes", "Memory budget of the last decision", ["host"], registry=r
+        )
+        self.precision_bits = Gauge(
+            "qas_precision_bits", "Precision tier of the last decision, in bits", ["host"],
+            registry=r,
+        )  # fmt: skip
+        self.coherence = Gauge(
+            "qas_coherence_ratio", "Capability coherence score (0-1)", ["host"], registry=r
+        )
+        self.confidence = Gauge(
+            "qas_confidence_ratio", "Confidence of the last decision (0-1)", ["host"], registry=r
+        )
+        self.thermal = Gauge(
+            "qas_thermal_state_ratio", "Thermal state (0 idle, 1 at the throttle point)",
+            ["host"], registry=r,
+        )  # fmt: skip
+        self.decisions = Counter(
+            "qas_decisions", "Decisions received, by trigger ('none' when none fired)",
+            ["trigger"], registry=r,
+        )  # fmt: skip
+        self.applies = Counter(
+            "qas_applies", "Apply results, by result", ["result"], registry=r
+        )
+        self.latency = Histogram(
+            "qas_decision_apply_latency_seconds",
+            "Decision event time to apply result",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.pool_bytes = Gauge(
+            "qas_pool_bytes", "Bytes held by tiered memory pools", ["pool", "tier"], registry=r
+        )
+        self.pool_error = Gauge(
+            "qas_pool_error_bound_ratio", "Largest relative error bound of stored values",
+            ["pool"], registry=r,
+        )  # fmt: skip
+        self.pool_evictions = Counter(
+            "qas_pool_evicted_blocks", "Blocks evicted to stay within budget", ["pool"], registry=r
+        )
+        self.hardware_changes = Counter(
+            "qas_hardware_changes", "Hardware fingerprint changes (quantum collapses)", ["host"],
+            registry=r,
+        )  # fmt: skip
+        self.temperature = Gauge(
+            "qas_temperature_celsius", "Temperature per sensor", ["host", "sensor"], registry=r
+        )
+        self.kafka_connected = Gauge(
+            "qas_kafka_connected", "1 when the bus is connected (always 1 in-process)", registry=r
+        )
+        self.dead_letters = Counter(
+            "qas_dead_letters", "Messages sent to the dead-letter topic", ["service"], registry=r
+        )
+        self._server: Any = None
+
+    def observe_decision(self, d: ScalingDecision) -> None:
+        h = d.host_id
+        self.scaling_factor.labels(h).set(d.scaling_factor)
+        self.memory_adjustment.labels(h).set(d.memory_adjustment)
+        self.memory_budget.labels(h).set(d.memory_budget_bytes)
+        self.precision_bits.labels(h).set(d.precision_bits)
+        self.coherence.labels(h).set(d.coherence_score)
+        self.confidence.labels(h).set(d.confidence)
+        for trigger in d.triggers or ["none"]:
+            self.decisions.labels(trigger).inc()
+
+    def observe_apply(self, result: ApplyResult) -> None:
+        self.applies.labels(result.status).inc()
+        if result.status == "applied":
+            self.latency.observe(max(0.0, result.event_time - result.decision_event_time))
+
+    def observe_sensors(self, s: SensorReading) -> None:
+        self.thermal.labels(s.host_id).set(s.thermal_state)
+        for t in s.temperatures:
+            self.temperature.labels(s.host_id, t.sensor).set(t.celsius)
+        for g in s.gpus:
+            if g.temperature_celsius is not None:
+                self.temperature.labels(s.host_id, f"gpu{g.index}").set(g.temperature_celsius)
+
+    def observe_hardware(self, snap: HardwareSnapshot) -> None:
+        if snap.changed:
+            self.hardware_changes.labels(snap.host_id).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve /metrics; port 0 picks a free one. Returns the bound port."""
+        server, thread = start_http_server(port, addr=addr, registry=self.registry)
+        self._server = (server, thread)
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            server, thread = self._server
+            server.shutdown()
+            server.server_close()
+            assert isinstance(thread, threading.Thread)
+            thread.join(timeout=5)
+            self._server = None

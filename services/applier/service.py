@@ -1,0 +1,150 @@
+"""Applier service: gate, enact, acknowledge on qas.applied, export metrics.
+
+Idempotent by decision id: a redelivered decision is acknowledged again with its first result,
+never enacted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from services.applier.metrics import Metrics
+from services.bus.base import Bus
+from services.bus.consume import Route, consume, publish_retrying
+from shared.apply_policy import engine_config, skip_reason
+from shared.config import Settings
+from shared.messages import (
+    ActuatorResult,
+    ApplyResult,
+    HardwareSnapshot,
+    ScalingDecision,
+    SensorReading,
+    encode,
+)
+
+log = logging.getLogger("qas.applier")
+SEEN_IDS = 10_000
+
+
+class Enactor(Protocol):
+    """One thing the applier changes (a memory pool, a cgroup, a GPU power limit)."""
+
+    def enact(self, d: ScalingDecision) -> ActuatorResult: ...
+
+
+class ApplierService:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        host_id: str,
+        *,
+        metrics: Metrics | None = None,
+        enactors: Sequence[Enactor] = (),
+        clock: Callable[[], float] = time.time,
+        group: str = "qas-applier",
+        honour_jitter: bool = True,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.host_id = host_id
+        self.metrics = metrics or Metrics()
+        self.enactors = list(enactors)
+        self.clock = clock
+        self.group = group
+        self.honour_jitter = honour_jitter
+        self.stats: Counter[str] = Counter()
+        self.results: OrderedDict[str, ApplyResult] = OrderedDict()
+        self.last_applied_time: dict[str, float] = {}
+        self.on_result: Callable[[ApplyResult], None] | None = None
+        self._stop = asyncio.Event()
+
+    def _enact(self, d: ScalingDecision, started: float) -> ApplyResult:
+        outcomes = [e.enact(d) for e in self.enactors]
+        failed = [o for o in outcomes if o.status == "failed"]
+        return ApplyResult(
+            event_time=self.clock(),
+            host_id=d.host_id,
+            decision_id=d.decision_id,
+            decision_event_time=d.event_time,
+            status="failed" if failed else "applied",
+            reason="; ".join(f"{o.actuator}: {o.detail}" for o in failed),
+            duration_seconds=max(0.0, time.perf_counter() - started),
+            engine_config=engine_config(d),
+            actuators=outcomes,
+        )
+
+    async def on_decision(self, d: ScalingDecision) -> None:
+        self.metrics.observe_decision(d)
+        known = self.results.get(d.decision_id)
+        if known is not None:  # redelivery: acknowledge again, enact nothing
+            self.stats["redelivered"] += 1
+            await self._publish(known)
+            return
+        reason = skip_reason(d, self.last_applied_time.get(d.host_id), self.clock(),
+                             self.settings.applier)  # fmt: skip
+        if reason is None and self.honour_jitter and d.apply_after_seconds > 0:
+            # Per-host jitter: hosts of a fleet do not all resize at one instant.
+            wait = d.event_time + d.apply_after_seconds - self.clock()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), wait)
+                except TimeoutError:
+                    pass
+        started = time.perf_counter()
+        if reason is not None:
+            result = ApplyResult(
+                event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
+                decision_event_time=d.event_time, status="skipped", reason=reason,
+                engine_config=engine_config(d),
+            )  # fmt: skip
+        else:
+            result = await asyncio.to_thread(self._enact, d, started)
+            self.last_applied_time[d.host_id] = d.event_time
+        self.results[d.decision_id] = result
+        while len(self.results) > SEEN_IDS:
+            self.results.popitem(last=False)
+        self.stats[result.status] += 1
+        self.metrics.observe_apply(result)
+        await self._publish(result)
+
+    async def _publish(self, result: ApplyResult) -> None:
+        await publish_retrying(
+            self.bus, self.settings.topics.applied, result.host_id, encode(result), self._stop,
+            "apply result",
+        )  # fmt: skip
+        if self.on_result is not None:
+            self.on_result(result)
+
+    async def on_sensors(self, s: SensorReading) -> None:
+        self.metrics.observe_sensors(s)
+
+    async def on_hardware(self, snap: HardwareSnapshot) -> None:
+        self.metrics.observe_hardware(snap)
+
+    def routes(self) -> dict[str, Route]:
+        t = self.settings.topics
+        return {
+            t.decisions: Route(ScalingDecision, self.on_decision),
+            t.sensors: Route(SensorReading, self.on_sensors),
+            t.hardware: Route(HardwareSnapshot, self.on_hardware),
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        routes = self.routes()
+        consumer = self.bus.consumer(list(routes), self.group)
+        await consumer.start()
+        self.metrics.kafka_connected.set(1 if self.bus.connected else 0)
+        try:
+            await consume(
+                self.bus, consumer, routes, stop=stop, dlq_topic=self.settings.topics.dlq,
+                host_id=self.host_id, service="applier", stats=self.stats,
+            )  # fmt: skip
+        finally:
+            await consumer.stop()

@@ -1,0 +1,48 @@
+"""The bus interface the services are written against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+
+class BusError(RuntimeError):
+    """The broker is unreachable or refused us; the message says what to do."""
+
+
+class Record(msgspec.Struct, frozen=True):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int = 0
+
+
+class Consumer(Protocol):
+    """At-least-once: records are redelivered until committed (last offset + 1 per partition)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def getmany(self, timeout: float, max_records: int = 500) -> list[Record]: ...
+    async def commit(self, records: Sequence[Record]) -> None: ...
+
+
+class Bus(Protocol):
+    @property
+    def connected(self) -> bool: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def publish(self, topic: str, key: str, value: bytes) -> None: ...
+    def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
+
+
+def commit_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """The offsets to commit after processing: last offset + 1 per (topic, partition)."""
+    out: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        out[key] = max(out.get(key, 0), r.offset + 1)
+    return out

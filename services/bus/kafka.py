@@ -1,0 +1,262 @@
+"""Kafka transport through aiokafka.
+
+Producer: ``acks="all"`` and ``enable_idempotence=True``. Some Kafka-protocol brokers cannot
+serve aiokafka's InitProducerId request (aiokafka only speaks version 0 of it; Tansu answers it
+with UNKNOWN_SERVER_ERROR). Then we fall back to ``acks="all"`` without idempotence, log a
+warning once and report ``idempotent = False``: a retried send may then duplicate a record,
+which every QAS consumer tolerates (the applier is idempotent by decision id).
+
+Consumers: a consumer group, ``enable_auto_commit=False``, ``getmany`` and an explicit commit of
+last offset + 1 per partition after processing (at-least-once), with a rebalance listener.
+aiokafka raises from ``start()`` while the broker is not up, so start-up retries with backoff
+inside a time budget; every send is bounded by a timeout because aiokafka can wait forever
+while the broker is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    UnknownError,
+    UnsupportedVersionError,
+)
+
+from services.bus.base import BusError, Record, commit_offsets
+
+log = logging.getLogger("qas.bus.kafka")
+
+# Worth retrying at start-up: the broker is not listening or not ready yet.
+_NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
+
+
+async def retry_start(
+    what: str,
+    start: Callable[[], Awaitable[Any]],
+    cleanup: Callable[[], Awaitable[Any]],
+    budget_seconds: float,
+    bootstrap: str,
+) -> None:
+    """Call ``start`` until it succeeds or the budget is spent (backoff 0.2 s doubling to 2 s)."""
+    deadline = time.monotonic() + budget_seconds
+    delay = 0.2
+    while True:
+        try:
+            await start()
+            return
+        except _NOT_UP as exc:
+            await cleanup()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BusError(
+                    f"cannot reach Kafka at {bootstrap} after {budget_seconds:g} s ({what}: "
+                    f"{type(exc).__name__}: {exc or 'no detail'})"
+                ) from None
+            log.warning("%s: broker not ready (%s); retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(min(delay, left))
+            delay = min(2.0, delay * 2)
+
+
+class KafkaBus:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "qas",
+        connect_timeout: float = 30.0,
+        send_timeout: float = 10.0,
+        idempotence: bool = True,
+        session_timeout: float = 6.0,
+        compacted_topics: Sequence[str] = (),
+        topics: Sequence[str] = (),
+    ) -> None:
+        self.bootstrap = bootstrap_servers
+        self.client_id = client_id
+        self.connect_timeout = connect_timeout
+        self.send_timeout = send_timeout
+        self.want_idempotence = idempotence
+        # Kafka's smallest default-allowed session timeout: a new group's first join waits
+        # about half of it on Tansu (and group.initial.rebalance.delay.ms, 3 s, on Kafka).
+        self.session_timeout = session_timeout
+        self.idempotent = False
+        self._topics = list(topics)
+        self._compacted = set(compacted_topics)
+        self._producer: AIOKafkaProducer | None = None
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def producer_options(self, idempotent: bool) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": f"{self.client_id}-producer",
+            "acks": "all",
+            "enable_idempotence": idempotent,
+            "linger_ms": 0,
+            "request_timeout_ms": int(self.send_timeout * 1000),
+        }
+
+    async def start(self) -> None:
+        await self._ensure_topics()
+        idempotent = self.want_idempotence
+        producer = AIOKafkaProducer(**self.producer_options(idempotent))
+        try:
+            await retry_start(
+                "producer", producer.start, producer.stop, self.connect_timeout, self.bootstrap
+            )
+        except (UnknownError, UnsupportedVersionError) as exc:
+            await producer.stop()
+            if not idempotent:
+                raise BusError(f"Kafka at {self.bootstrap} refused the producer: {exc!r}") from None
+            log.warning(
+                "broker %s refused the idempotent producer's InitProducerId request (%r); "
+                "continuing with acks=all without idempotence (consumers deduplicate)",
+                self.bootstrap,
+                exc,
+            )
+            idempotent = False
+            producer = AIOKafkaProducer(**self.producer_options(idempotent))
+            await retry_start(
+                "producer", producer.start, producer.stop, self.connect_timeout, self.bootstrap
+            )
+        except KafkaError as exc:
+            await producer.stop()
+            raise BusError(f"Kafka at {self.bootstrap} refused the producer: {exc!r}") from None
+        self._producer = producer
+        self.idempotent = idempotent
+        self._connected = True
+
+    async def _ensure_topics(self) -> None:
+        """Create the topics we own (hardware compacted); brokers that auto-create need not."""
+        if not self._topics:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        await retry_start("admin", admin.start, admin.close, self.connect_timeout, self.bootstrap)
+        try:
+            existing = set(await admin.list_topics())
+            new = [
+                NewTopic(
+                    t,
+                    num_partitions=3,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"} if t in self._compacted else {},
+                )
+                for t in self._topics
+                if t not in existing
+            ]
+            if new:
+                try:
+                    await admin.create_topics(new)
+                except KafkaError as exc:  # raced with another service, or not allowed
+                    log.info("create_topics: %s (topics may already exist)", exc)
+        finally:
+            await admin.close()
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        self._connected = False
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), self.send_timeout)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("producer did not close cleanly: %s", exc)
+
+    async def publish(self, topic: str, key: str, value: bytes) -> None:
+        if self._producer is None:
+            raise BusError("publish before start")
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(topic, value, key=key.encode()), self.send_timeout
+            )
+        except TimeoutError:
+            self._connected = False
+            raise BusError(f"send to {topic} timed out after {self.send_timeout:g} s") from None
+        except KafkaError as exc:
+            self._connected = False
+            raise BusError(f"send to {topic} failed: {exc}") from None
+        self._connected = True
+
+    def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
+        return KafkaConsumer(self, list(topics), group)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: KafkaConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Our loop commits after every batch, so nothing processed is left uncommitted here;
+        # anything in flight is redelivered to the next owner (at-least-once).
+        log.info("group %s: partitions revoked: %s", self.owner.group, sorted(map(str, revoked)))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("group %s: partitions assigned: %s", self.owner.group, sorted(map(str, assigned)))
+
+
+class KafkaConsumer:
+    def __init__(self, bus: KafkaBus, topics: list[str], group: str) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.group = group
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bus.bootstrap,
+            client_id=f"{self.bus.client_id}-{self.group}",
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.bus.session_timeout * 1000),
+            heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 6),
+        )
+
+        async def start() -> None:
+            await consumer.start()
+            consumer.subscribe(self.topics, listener=_Listener(self))
+
+        await retry_start(
+            f"consumer {self.group}", start, consumer.stop, self.bus.connect_timeout, self.bus.bootstrap
+        )
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def getmany(self, timeout: float, max_records: int = 500) -> list[Record]:
+        assert self._consumer is not None, "getmany before start"
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout * 1000), max_records=max_records
+        )
+        return [
+            Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for msgs in batches.values()
+            for m in msgs
+        ]
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        assert self._consumer is not None, "commit before start"
+        offsets = {TopicPartition(t, p): o for (t, p), o in commit_offsets(records).items()}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
+            # several members join at once). A real client carries on: the new owner starts at
+            # the last committed offset, so these records are processed again, never lost.
+            log.warning("group %s: commit failed (%s); records will be redelivered", self.group, exc)

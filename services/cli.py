@@ -1,0 +1,305 @@
+"""`qas`: the command line. Every option also comes from a QAS_* environment variable; flags win.
+
+Errors (a bad option or value, an unreachable broker) print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from services.bus.base import BusError
+from services.runtime import JsonLines, Options, make_probe, run_services
+from shared.config import Settings
+
+EXIT_USAGE = 2
+EXIT_RUNTIME = 1
+
+
+class CliError(Exception):
+    pass
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number: {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1]: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0 picks a free one): {text!r}")
+    return value
+
+
+def _bootstrap(text: str) -> str:
+    for server in text.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
+    return text
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _env_default(
+    name: str, convert: Callable[[str], Any], fallback: Any
+) -> Any:
+    raw = _env(name)
+    if raw is None:
+        return fallback
+    try:
+        return convert(raw)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise CliError(f"environment variable {name}: {exc}") from None
+
+
+def _flag(name: str) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise CliError(f"environment variable {name}: expected true/false, got {raw!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _common(p: argparse.ArgumentParser, *, kafka_required: bool, metrics: bool) -> None:
+    p.add_argument(
+        "--bootstrap-servers",
+        type=_bootstrap,
+        default=_env_default("QAS_BOOTSTRAP_SERVERS", _bootstrap, None),
+        required=kafka_required and _env("QAS_BOOTSTRAP_SERVERS") is None,
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers [env QAS_BOOTSTRAP_SERVERS]"
+        + ("" if kafka_required else "; omitted: the embedded in-process bus, no broker needed"),
+    )
+    p.add_argument(
+        "--host-id",
+        default=_env("QAS_HOST_ID") or "",
+        help="host id used as the message key [env QAS_HOST_ID; default: the hostname]",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=_env_default("QAS_CONNECT_TIMEOUT", _positive_float, 30.0),
+        metavar="SECONDS",
+        help="how long to retry an unreachable broker before giving up [env QAS_CONNECT_TIMEOUT; 30]",
+    )
+    p.add_argument(
+        "--sensor-interval",
+        type=_positive_float,
+        default=_env_default("QAS_SENSOR_INTERVAL", _positive_float, 1.0),
+        metavar="SECONDS",
+        help="seconds between sensor readings [env QAS_SENSOR_INTERVAL; 1]",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=_env_default("QAS_DURATION", _positive_float, None),
+        metavar="SECONDS",
+        help="stop after this long [env QAS_DURATION; default: run until Ctrl-C/SIGTERM]",
+    )
+    if metrics:
+        p.add_argument(
+            "--metrics-port",
+            type=_port,
+            default=_env_default("QAS_METRICS_PORT", _port, 9464),
+            metavar="PORT",
+            help="serve Prometheus /metrics on this port (0: a free one) [env QAS_METRICS_PORT; 9464]",
+        )
+        p.add_argument(
+            "--metrics-addr",
+            default=_env("QAS_METRICS_ADDR") or "127.0.0.1",
+            metavar="ADDR",
+            help="address for /metrics [env QAS_METRICS_ADDR; 127.0.0.1]",
+        )
+        p.add_argument(
+            "--no-metrics", action="store_true", default=_flag("QAS_NO_METRICS"),
+            help="do not serve /metrics [env QAS_NO_METRICS]",
+        )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="qas",
+        description="QAS, the Quantum Auto-Scaling System: scales a trading engine to the "
+        "hardware it runs on and to the market it trades.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("QAS_LOG_LEVEL") or "INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level; logs go to stderr [env QAS_LOG_LEVEL; INFO]",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="observer, decider and applier together (embedded bus by default)")
+    _common(run, kafka_required=False, metrics=True)
+    run.add_argument(
+        "--json", action="store_true", default=_flag("QAS_JSON"),
+        help="print one JSON object per line on stdout for every decision and apply result "
+        "(field 'type': 'decision' or 'applied') [env QAS_JSON]",
+    )  # fmt: skip
+
+    for name, what in (
+        ("observer", "publish hardware snapshots and sensor readings to Kafka"),
+        ("decider", "consume inputs from Kafka and publish scaling decisions"),
+        ("applier", "consume decisions from Kafka, enact them, serve metrics"),
+    ):
+        p = sub.add_parser(name, help=what)
+        _common(p, kafka_required=True, metrics=name == "applier")
+        p.add_argument("--json", action="store_true", default=_flag("QAS_JSON"),
+                       help="print decisions/apply results as JSON lines [env QAS_JSON]")  # fmt: skip
+
+    hw = sub.add_parser("hardware", help="what the observer sees on this machine")
+    hw.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
+    hw.add_argument("--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]")
+
+    dec = sub.add_parser("decide", help="one decision for this machine, with its reasons")
+    dec.add_argument("--entropy", type=_unit_float, required=True, help="market entropy in [0, 1]")
+    dec.add_argument("--thermal", type=_unit_float, default=None,
+                     help="thermal state in [0, 1] (default: measured on this machine)")  # fmt: skip
+    dec.add_argument("--profit", type=_unit_float, required=True, help="profit potential in [0, 1]")
+    dec.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
+    dec.add_argument("--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
+    settings = Settings(sensor_interval_seconds=getattr(args, "sensor_interval", 1.0))
+    metrics_port = getattr(args, "metrics_port", None)
+    if getattr(args, "no_metrics", False):
+        metrics_port = None
+    return Options(
+        bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        duration=getattr(args, "duration", None),
+        json=getattr(args, "json", False),
+        metrics_port=metrics_port,
+        metrics_addr=getattr(args, "metrics_addr", "127.0.0.1"),
+        host_id=args.host_id,
+        connect_timeout=getattr(args, "connect_timeout", 30.0),
+        settings=settings,
+    )
+
+
+def _cmd_run(args: argparse.Namespace, which: tuple[str, ...]) -> int:
+    opts = _options(args)
+    sink = JsonLines() if opts.json else None
+    stats = asyncio.run(run_services(opts, which, sink=sink))
+    logging.getLogger("qas").info("stopped cleanly: %s", json.dumps(stats, sort_keys=True))
+    return 0
+
+
+def _cmd_hardware(args: argparse.Namespace) -> int:
+    from services.report_text import hardware_table
+
+    opts = _options(args)
+    probe = make_probe(opts)
+    snap = probe.snapshot()
+    reading = probe.sample()
+    if args.json:
+        out = {"hardware": msgspec.to_builtins(snap), "sensors": msgspec.to_builtins(reading)}
+        print(json.dumps(out, indent=2))
+    else:
+        print(hardware_table(snap, reading))
+    return 0
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from core.quantum_auto_scaler import QuantumAutoScaler
+
+    scaler = QuantumAutoScaler(host_id=args.host_id or None)
+    thermal = args.thermal if args.thermal is not None else scaler.measured_thermal_state()
+    d = scaler.compute_quantum_scaling(
+        market_entropy=args.entropy, thermal_state=thermal, profit_potential=args.profit
+    )
+    if args.json:
+        print(json.dumps({"type": "decision", **msgspec.to_builtins(d)}, indent=2))
+        return 0
+    print(
+        f"scaling factor {d.scaling_factor:.3f}   memory x{d.memory_adjustment:.2f} "
+        f"({d.memory_budget_bytes / 2**30:.2f} GiB budget)   precision {d.precision_tier}\n"
+        f"batch {d.batch_size}   workers {d.workers}   confidence {d.confidence:.2f}   "
+        f"state {d.quantum_state}   coherence {d.coherence_score:.3f}"
+    )
+    print("why:")
+    for reason in d.reasons:
+        print(f"  - {reason}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    code = EXIT_RUNTIME
+    try:
+        code = _dispatch(args)
+    except* CliError as group:
+        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+        code = EXIT_USAGE
+    except* BusError as group:
+        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+    except* OSError as group:  # e.g. the metrics port is taken
+        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+    except* KeyboardInterrupt:
+        code = 130
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _cmd_run(args, ("observer", "decider", "applier"))
+    if args.command in ("observer", "decider", "applier"):
+        return _cmd_run(args, (args.command,))
+    if args.command == "hardware":
+        return _cmd_hardware(args)
+    return _cmd_decide(args)
+
+if __name__ == "__main__":
+    sys.exit(main())

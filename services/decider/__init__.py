@@ -1,0 +1,1 @@
+"""The decider: hardware, sensors, entropy and profit in; scaling decisions out."""

@@ -1,0 +1,109 @@
+"""Decider service: consumes every input topic, keeps per-host state, publishes decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from services.bus.base import Bus
+from services.bus.consume import Route, consume, publish_retrying
+from services.decider.state import HostState
+from shared.config import Settings
+from shared.decision import decide
+from shared.messages import (
+    HardwareSnapshot,
+    MarketEntropy,
+    ProfitPotential,
+    ScalingDecision,
+    SensorReading,
+    encode,
+)
+from shared.precision import platform_top_bits
+
+log = logging.getLogger("qas.decider")
+
+
+class DeciderService:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        host_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        group: str = "qas-decider",
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.host_id = host_id
+        self.clock = clock
+        self.group = group
+        self.hosts: dict[str, HostState] = {}
+        self.stats: Counter[str] = Counter()
+        self.top_bits = platform_top_bits()
+        self.on_decision: Callable[[ScalingDecision], None] | None = None
+        self._stop = asyncio.Event()
+
+    def _host(self, host_id: str) -> HostState:
+        return self.hosts.setdefault(host_id, HostState())
+
+    async def _evaluate(self, host_id: str) -> None:
+        state = self._host(host_id)
+        now = self.clock()
+        decision, state.prior = decide(
+            state.inputs(now, self.top_bits), state.prior, host_id=host_id, now=now,
+            c=self.settings.decision,
+        )  # fmt: skip
+        if decision is None:
+            self.stats["held"] += 1
+            return
+        state.pending_change = False
+        await publish_retrying(
+            self.bus, self.settings.topics.decisions, host_id, encode(decision), self._stop,
+            "decision",
+        )  # fmt: skip
+        self.stats["decisions"] += 1
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    async def on_hardware(self, snap: HardwareSnapshot) -> None:
+        self._host(snap.host_id).observe_hardware(snap)
+        await self._evaluate(snap.host_id)
+
+    async def on_sensors(self, reading: SensorReading) -> None:
+        self._host(reading.host_id).sensors = reading
+        await self._evaluate(reading.host_id)
+
+    async def on_entropy(self, msg: MarketEntropy) -> None:
+        self._host(msg.host_id).entropy = msg
+        await self._evaluate(msg.host_id)
+
+    async def on_profit(self, msg: ProfitPotential) -> None:
+        self._host(msg.host_id).profit = msg
+        await self._evaluate(msg.host_id)
+
+    def routes(self) -> dict[str, Route]:
+        t = self.settings.topics
+        return {
+            t.hardware: Route(HardwareSnapshot, self.on_hardware),
+            t.sensors: Route(SensorReading, self.on_sensors),
+            t.entropy: Route(MarketEntropy, self.on_entropy),
+            t.profit: Route(ProfitPotential, self.on_profit),
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        routes = self.routes()
+        consumer = self.bus.consumer(list(routes), self.group)
+        await consumer.start()
+        try:
+            await consume(
+                self.bus, consumer, routes, stop=stop, dlq_topic=self.settings.topics.dlq,
+                host_id=self.host_id, service="decider", stats=self.stats,
+            )  # fmt: skip
+        finally:
+            await consumer.stop()
+

@@ -1,0 +1,59 @@
+"""Per-host state the decider keeps between events, and how it becomes DecisionInputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.messages import (
+    DecisionInputs,
+    HardwareSnapshot,
+    MarketEntropy,
+    PriorState,
+    ProfitPotential,
+    SensorReading,
+)
+from shared.precision import platform_top_bits
+
+NEUTRAL = 0.5  # an input never received counts as mid-band, and lowers confidence
+
+
+@dataclass
+class HostState:
+    hardware: HardwareSnapshot | None = None
+    sensors: SensorReading | None = None
+    entropy: MarketEntropy | None = None
+    profit: ProfitPotential | None = None
+    prior: PriorState = field(default_factory=PriorState)
+    pending_change: bool = False  # a collapse not yet turned into a decision
+
+    def observe_hardware(self, snap: HardwareSnapshot) -> None:
+        known = self.hardware.fingerprint if self.hardware is not None else None
+        if snap.changed or (known is not None and known != snap.fingerprint):
+            self.pending_change = True
+        self.hardware = snap
+
+    def inputs(self, now: float, top_bits: int | None = None) -> DecisionInputs:
+        hw, sn = self.hardware, self.sensors
+        age = lambda m: None if m is None else max(0.0, now - m.event_time)  # noqa: E731
+        gpu_free = None
+        if sn is not None and sn.gpus:
+            frees = [g.memory_free_bytes for g in sn.gpus if g.memory_free_bytes is not None]
+            gpu_free = sum(frees) if frees else None
+        return DecisionInputs(
+            market_entropy=NEUTRAL if self.entropy is None else self.entropy.value,
+            profit_potential=NEUTRAL if self.profit is None else self.profit.value,
+            thermal_state=0.0 if sn is None else sn.thermal_state,
+            entropy_age_seconds=age(self.entropy),
+            profit_age_seconds=age(self.profit),
+            sensors_age_seconds=age(sn),
+            hardware_changed=self.pending_change,
+            fingerprint=None if hw is None else hw.fingerprint,
+            coherence_score=0.0 if hw is None else hw.scores.coherence_score,
+            harmonic_coherence=0.0 if hw is None else hw.scores.harmonic_coherence,
+            effective_memory_bytes=0 if hw is None else hw.inventory.effective_memory_bytes,
+            memory_available_bytes=None if sn is None else sn.memory_available_bytes,
+            effective_cores=1.0 if hw is None else hw.inventory.effective_cores,
+            gpu_free_bytes=gpu_free,
+            thermal_throttling=False if sn is None else sn.thermal_throttling,
+            top_precision_bits=80 if (top_bits or platform_top_bits()) == 80 else 64,
+        )

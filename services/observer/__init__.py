@@ -1,0 +1,1 @@
+"""The observer ("quantum observer"): inventory, fingerprint, sensors, change detection."""

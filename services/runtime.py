@@ -1,0 +1,153 @@
+"""Wiring: build the bus and services from options and run them until stopped.
+
+The embedded default and the Kafka deployment run the same service code; only the bus differs.
+SIGINT/SIGTERM set the stop event: each loop finishes its batch, commits and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from services.applier.metrics import Metrics
+from services.applier.service import ApplierService
+from services.bus.base import Bus
+from services.bus.kafka import KafkaBus
+from services.bus.memory import MemoryBus
+from services.decider.service import DeciderService
+from services.observer.nvml import NvmlReader, load_pynvml
+from services.observer.probe import HardwareProbe
+from services.observer.service import ObserverService
+from shared.config import Settings
+from shared.messages import ApplyResult, ScalingDecision, Struct
+
+log = logging.getLogger("qas")
+
+
+@dataclass
+class Options:
+    bootstrap_servers: str | None = None
+    duration: float | None = None
+    json: bool = False
+    metrics_port: int | None = 9464
+    metrics_addr: str = "127.0.0.1"
+    host_id: str = ""
+    connect_timeout: float = 30.0
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def resolved_host_id(self) -> str:
+        return self.host_id or self.settings.host_id or socket.gethostname()
+
+
+def make_bus(opts: Options) -> Bus:
+    if not opts.bootstrap_servers:
+        return MemoryBus()
+    t = opts.settings.topics
+    return KafkaBus(
+        opts.bootstrap_servers,
+        connect_timeout=opts.connect_timeout,
+        topics=[t.hardware, t.sensors, t.entropy, t.profit, t.ticks, t.decisions, t.applied, t.dlq],
+        compacted_topics=[t.hardware],
+    )
+
+
+def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
+    return HardwareProbe(opts.settings, opts.resolved_host_id, root=root,
+                         nvml=NvmlReader(load_pynvml()))  # fmt: skip
+
+
+class JsonLines:
+    """--json: one object per line on stdout for every decision and apply result."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.counts = {"decision": 0, "applied": 0}
+
+    def emit(self, kind: str, msg: Struct) -> None:
+        record: dict[str, Any] = {"type": kind, **msgspec.to_builtins(msg)}
+        self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.out.flush()
+        self.counts[kind] += 1
+
+    def decision(self, d: ScalingDecision) -> None:
+        self.emit("decision", d)
+
+    def applied(self, r: ApplyResult) -> None:
+        self.emit("applied", r)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
+    if seconds is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    stop.set()
+
+
+async def run_services(
+    opts: Options,
+    which: tuple[str, ...] = ("observer", "decider", "applier"),
+    *,
+    bus: Bus | None = None,
+    stop: asyncio.Event | None = None,
+    sink: JsonLines | None = None,
+    extra: Callable[[Bus, asyncio.Event], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen services on one bus until stop/duration. Returns their stats."""
+    stop = stop or asyncio.Event()
+    install_signal_handlers(stop)
+    bus = bus or make_bus(opts)
+    host = opts.resolved_host_id
+    await bus.start()
+    metrics = Metrics()
+    services: dict[str, Any] = {}
+    try:
+        if "observer" in which:
+            services["observer"] = ObserverService(bus, make_probe(opts), opts.settings)
+        if "decider" in which:
+            services["decider"] = DeciderService(bus, opts.settings, host)
+            if sink:
+                services["decider"].on_decision = sink.decision
+        if "applier" in which:
+            applier = ApplierService(bus, opts.settings, host, metrics=metrics)
+            metrics.kafka_connected.set_function(lambda: 1.0 if bus.connected else 0.0)
+            if sink:
+                applier.on_result = sink.applied
+            services["applier"] = applier
+            if opts.metrics_port is not None:
+                port = metrics.serve(opts.metrics_port, opts.metrics_addr)
+                log.info("metrics on http://%s:%d/metrics", opts.metrics_addr, port)
+        log.info(
+            "running %s on %s as host %s", ", ".join(services),
+            opts.bootstrap_servers or "the embedded bus", host,
+        )  # fmt: skip
+        async with asyncio.TaskGroup() as tg:
+            for svc in services.values():
+                tg.create_task(svc.run(stop))
+            tg.create_task(_stop_after(stop, opts.duration))
+            if extra is not None:
+                tg.create_task(extra(bus, stop))
+    finally:
+        stop.set()
+        metrics.close()
+        await bus.stop()
+    return {name: dict(svc.stats) for name, svc in services.items()}

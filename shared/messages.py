@@ -1,0 +1,362 @@
+"""Wire messages: one msgspec Struct per topic, JSON on the wire.
+
+Every message carries a schema version, an event time (Unix seconds, UTC) and a ``host_id``.
+Unknown fields are ignored on decode (forward compatibility); wrong types, missing fields,
+out-of-range values and non-finite floats are rejected. msgspec checks ``Meta`` constraints
+only on decode and writes NaN as ``null``, so :func:`encode` validates before it serialises.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_VERSION: Final = 1
+
+Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
+NonNeg = Annotated[float, Meta(ge=0.0)]
+Count = Annotated[int, Meta(ge=0)]
+Bytes = Annotated[int, Meta(ge=0)]
+Phase = Annotated[float, Meta(ge=0.0, lt=2 * math.pi)]
+HostId = Annotated[str, Meta(min_length=1, max_length=253)]
+Fingerprint = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+Celsius = Annotated[float, Meta(ge=-273.15, le=1000.0)]
+
+GpuTier = Literal["integrated", "low_end", "mid_range", "high_end", "ultra", "extreme"]
+QuantumState = Literal["SUPERPOSITION", "COLLAPSED", "COHERENT", "DECOHERENT"]
+Trigger = Literal["hardware_observer", "market_entropy", "thermal_mirror", "profit_harmonic"]
+ApplyStatus = Literal["applied", "skipped", "failed"]
+
+
+class Envelope(Struct, kw_only=True, frozen=True):
+    """Fields every message shares."""
+
+    schema_version: Annotated[int, Meta(ge=1)] = SCHEMA_VERSION
+    event_time: Annotated[float, Meta(ge=0.0)]
+    host_id: HostId
+
+
+class Missing(Struct, frozen=True):
+    """A part that could not be read, and why (the observer publishes what it has)."""
+
+    part: str
+    reason: str
+
+
+# --- hardware (qas.hardware) -------------------------------------------------------------
+
+
+class GpuInfo(Struct, frozen=True, kw_only=True):
+    index: Count
+    name: str
+    memory_total_bytes: Bytes
+    sm_count: Count | None = None
+    cuda_cores: Count | None = None
+    cuda_cores_source: Literal["nvml", "sm_table", "unknown"] = "unknown"
+    compute_capability: str | None = None
+    memory_bus_width_bits: Count | None = None
+    max_memory_clock_mhz: NonNeg | None = None
+    memory_bandwidth_gbps: NonNeg | None = None
+    boost_clock_mhz: NonNeg | None = None
+    tier: GpuTier = "low_end"
+    # SHA-256 of the board UUID: stable identity without the UUID leaving the host.
+    uuid_sha256: Fingerprint | None = None
+
+
+class Inventory(Struct, frozen=True, kw_only=True):
+    """Stable facts only: what the fingerprint is computed from."""
+
+    cpu_model: str
+    logical_cores: Annotated[int, Meta(ge=1)]
+    physical_cores: Count | None = None
+    cpu_max_freq_mhz: NonNeg | None = None
+    cpu_quota_cores: NonNeg | None = None  # cgroup cpu.max / cfs quota, None = unlimited
+    memory_total_bytes: Annotated[int, Meta(ge=1)]
+    memory_limit_bytes: Bytes | None = None  # cgroup memory.max / limit_in_bytes
+    gpus: list[GpuInfo] = []
+    board_model: str | None = None  # e.g. /proc/device-tree/model on a Raspberry Pi
+    arch: str = ""
+
+    @property
+    def effective_memory_bytes(self) -> int:
+        if self.memory_limit_bytes is None:
+            return self.memory_total_bytes
+        return min(self.memory_total_bytes, self.memory_limit_bytes)
+
+    @property
+    def effective_cores(self) -> float:
+        if self.cpu_quota_cores is None:
+            return float(self.logical_cores)
+        return min(float(self.logical_cores), self.cpu_quota_cores)
+
+
+class Scores(Struct, frozen=True, kw_only=True):
+    """The seed's capability scores; see shared/scores.py for the formulas."""
+
+    gpu_score: Unit
+    ram_score: Unit
+    cpu_score: Unit
+    entanglement_strength: Unit
+    positive_channel: NonNeg  # raw seed value: GPU memory GB * CUDA cores / 10000
+    negative_channel: NonNeg  # raw: RAM GB / 32
+    zero_channel: NonNeg  # raw: CPU cores / 16
+    positive_norm: Unit
+    negative_norm: Unit
+    zero_norm: Unit
+    harmonic_coherence: Unit
+    coherence_score: Unit
+    entropy_value: Unit
+
+
+class HardwareSnapshot(Envelope, frozen=True, kw_only=True):
+    fingerprint: Fingerprint
+    inventory: Inventory
+    scores: Scores
+    missing: list[Missing] = []
+    changed: bool = False  # True: the fingerprint differs from the previous one ("collapse")
+    previous_fingerprint: Fingerprint | None = None
+
+
+# --- sensors (qas.sensors) ----------------------------------------------------------------
+
+
+class Temperature(Struct, frozen=True, kw_only=True):
+    sensor: str  # e.g. "coretemp/Package id 0", "thermal_zone0/cpu-thermal", "gpu0"
+    celsius: Celsius
+    throttle_celsius: Celsius | None = None  # the point this component throttles at
+
+
+class GpuSensors(Struct, frozen=True, kw_only=True):
+    index: Count
+    temperature_celsius: Celsius | None = None
+    utilization_ratio: Unit | None = None
+    memory_used_bytes: Bytes | None = None
+    memory_free_bytes: Bytes | None = None
+    power_watts: NonNeg | None = None
+    power_limit_watts: NonNeg | None = None
+    throttle_reasons: list[str] = []
+    thermal_throttling: bool = False
+
+
+class PiThrottle(Struct, frozen=True, kw_only=True):
+    """Raspberry Pi firmware flags (get_throttled bits 0-3 now, 16-19 since boot)."""
+
+    raw: Count
+    under_voltage: bool
+    frequency_capped: bool
+    throttled: bool
+    soft_temp_limit: bool
+    under_voltage_since_boot: bool
+    frequency_capped_since_boot: bool
+    throttled_since_boot: bool
+    soft_temp_limit_since_boot: bool
+
+
+class SensorReading(Envelope, frozen=True, kw_only=True):
+    fingerprint: Fingerprint | None = None
+    cpu_utilization_ratio: Unit
+    cpu_freq_mhz: NonNeg | None = None
+    load_average: tuple[NonNeg, NonNeg, NonNeg] | None = None
+    memory_available_bytes: Bytes
+    memory_pressure_some_avg10: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
+    swap_used_bytes: Bytes = 0
+    temperatures: list[Temperature] = []
+    gpus: list[GpuSensors] = []
+    pi_throttle: PiThrottle | None = None
+    thermal_state: Unit
+    thermal_throttling: bool = False
+    missing: list[Missing] = []
+
+
+# --- market inputs (market.*) -------------------------------------------------------------
+
+
+class MarketEntropy(Envelope, frozen=True, kw_only=True):
+    value: Unit
+    source: str = "engine"
+
+
+class ProfitPotential(Envelope, frozen=True, kw_only=True):
+    value: Unit
+    source: str = "engine"
+
+
+class PriceTick(Envelope, frozen=True, kw_only=True):
+    symbol: Annotated[str, Meta(min_length=1, max_length=64)]
+    price: Annotated[float, Meta(gt=0.0)]
+    volume: NonNeg | None = None
+
+
+# --- decisions (qas.decisions) ------------------------------------------------------------
+
+
+class DecisionInputs(Struct, frozen=True, kw_only=True):
+    """Everything the pure core read to make a decision: enough to replay it exactly."""
+
+    market_entropy: Unit
+    profit_potential: Unit
+    thermal_state: Unit
+    entropy_age_seconds: NonNeg | None = None  # None: never received
+    profit_age_seconds: NonNeg | None = None
+    sensors_age_seconds: NonNeg | None = None
+    hardware_changed: bool = False
+    fingerprint: Fingerprint | None = None
+    coherence_score: Unit = 0.0
+    harmonic_coherence: Unit = 0.0
+    effective_memory_bytes: Bytes = 0
+    memory_available_bytes: Bytes | None = None
+    effective_cores: NonNeg = 1.0
+    gpu_free_bytes: Bytes | None = None  # summed over GPUs; None on CPU-only hosts
+    thermal_throttling: bool = False
+    top_precision_bits: Literal[64, 80] = 80  # 80 where numpy.longdouble is x87 extended
+
+
+class PriorState(Struct, frozen=True, kw_only=True):
+    """The stabiliser's memory before this decision (published so a replay needs nothing else)."""
+
+    sequence: Count = 0
+    scaling_factor: NonNeg | None = None  # last published factor
+    precision_bits: Count | None = None
+    decided_at: float | None = None
+    # Max-queues of (time, recommended value) inside the scale-down window: the front is the
+    # highest recommendation still in the window, which is what a scale-down may go down to.
+    recent_factors: list[tuple[float, float]] = []
+    recent_bits: list[tuple[float, int]] = []
+
+
+class ScalingDecision(Envelope, frozen=True, kw_only=True):
+    decision_id: Annotated[str, Meta(min_length=1, max_length=300)]
+    sequence: Annotated[int, Meta(ge=1)]
+    scaling_factor: Annotated[float, Meta(ge=0.0, le=100.0)]
+    memory_adjustment: Annotated[float, Meta(ge=0.0, le=100.0)]
+    memory_budget_bytes: Bytes
+    precision_bits: Literal[8, 16, 32, 64, 80]
+    precision_tier: str
+    batch_size: Annotated[int, Meta(ge=1)]
+    workers: Annotated[int, Meta(ge=1)]
+    confidence: Unit
+    quantum_state: QuantumState
+    coherence_score: Unit
+    entropy_value: Unit
+    quantum_phase: Phase
+    triggers: list[Trigger] = []
+    reasons: list[str] = []
+    apply_after_seconds: NonNeg = 0.0  # per-host jitter: the applier waits this long
+    urgent: bool = False  # thermal safety or a hardware change: no jitter, no window
+    stabilized: bool = True  # False for the library's direct answers (no stabiliser)
+    inputs: DecisionInputs
+    prior: PriorState
+    signature: str | None = None  # HMAC-SHA256, hex (see shared/signing.py)
+
+
+# --- apply results (qas.applied) ----------------------------------------------------------
+
+
+class EngineConfig(Struct, frozen=True, kw_only=True):
+    """What the trading engine should adopt: published with each apply result."""
+
+    precision_bits: Count
+    precision_tier: str
+    batch_size: Annotated[int, Meta(ge=1)]
+    workers: Annotated[int, Meta(ge=1)]
+    memory_budget_bytes: Bytes
+    scaling_factor: NonNeg
+
+
+class ActuatorResult(Struct, frozen=True, kw_only=True):
+    actuator: str
+    status: ApplyStatus
+    detail: str
+    dry_run: bool = False
+
+
+class ApplyResult(Envelope, frozen=True, kw_only=True):
+    decision_id: str
+    decision_event_time: float
+    status: ApplyStatus
+    reason: str = ""
+    bytes_before: Bytes = 0
+    bytes_after: Bytes = 0
+    error_bound: NonNeg = 0.0  # largest relative error of any stored value after applying
+    duration_seconds: NonNeg = 0.0
+    engine_config: EngineConfig | None = None
+    actuators: list[ActuatorResult] = []
+
+
+# --- dead letters (qas.dlq) ---------------------------------------------------------------
+
+
+class DeadLetter(Envelope, frozen=True, kw_only=True):
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: bytes  # the original bytes, base64 in JSON
+    key: bytes | None = None
+    service: str = ""
+
+
+# --- codec ----------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=Struct)
+
+_encoder = msgspec.json.Encoder()
+
+
+class InvalidMessage(ValueError):
+    """A message that must not be published or consumed, with a readable reason."""
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMessage(f"{path} is {value!r}: not a finite number")
+    elif isinstance(value, Struct):
+        for name in value.__struct_fields__:
+            _check_finite(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+
+
+def decoder(kind: type[M]) -> msgspec.json.Decoder[M]:
+    return msgspec.json.Decoder(kind)
+
+
+def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = None) -> M:
+    """Decode and validate; raises InvalidMessage with the reason."""
+    try:
+        msg = (dec or msgspec.json.Decoder(kind)).decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidMessage(f"{kind.__name__}: {exc}") from None
+    _check_finite(msg, kind.__name__)  # 1e999 decodes to inf
+    version = getattr(msg, "schema_version", SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:  # a newer major schema may change meanings: refuse, loudly
+        raise InvalidMessage(
+            f"{kind.__name__}: schema_version {version} is newer than {SCHEMA_VERSION}"
+        )
+    return msg
+
+
+def validate(msg: M) -> M:
+    """Apply the decode-time checks to a message built in code (NaN, inf, ranges, patterns)."""
+    _check_finite(msg, type(msg).__name__)
+    try:
+        return msgspec.json.decode(_encoder.encode(msg), type=type(msg))
+    except msgspec.ValidationError as exc:
+        raise InvalidMessage(f"{type(msg).__name__}: {exc}") from None
+
+
+def encode(msg: Struct) -> bytes:
+    """Validate, then serialise to JSON bytes."""
+    validate(msg)
+    return _encoder.encode(msg)
+
+
+def to_dict(msg: Struct) -> dict[str, Any]:
+    out = msgspec.to_builtins(msg)
+    assert isinstance(out, dict)
+    return out

@@ -161,4 +161,3 @@ class QuantumAutoScaler:
             "last_skip_reason": cs.last_skip_reason,
             "missing": [f"{m.part}: {m.reason}" for m in hw.missing],
         }
-

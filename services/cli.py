@@ -71,9 +71,7 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _env_default(
-    name: str, convert: Callable[[str], Any], fallback: Any
-) -> Any:
+def _env_default(name: str, convert: Callable[[str], Any], fallback: Any) -> Any:
     raw = _env(name)
     if raw is None:
         return fallback
@@ -170,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="observer, decider and applier together (embedded bus by default)")
+    run = sub.add_parser(
+        "run", help="observer, decider and applier together (embedded bus by default)"
+    )
     _common(run, kafka_required=False, metrics=True)
     run.add_argument(
         "--json", action="store_true", default=_flag("QAS_JSON"),
@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     hw = sub.add_parser("hardware", help="what the observer sees on this machine")
     hw.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
-    hw.add_argument("--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]")
+    hw.add_argument(
+        "--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]"
+    )
 
     dec = sub.add_parser("decide", help="one decision for this machine, with its reasons")
     dec.add_argument("--entropy", type=_unit_float, required=True, help="market entropy in [0, 1]")
@@ -198,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="thermal state in [0, 1] (default: measured on this machine)")  # fmt: skip
     dec.add_argument("--profit", type=_unit_float, required=True, help="profit potential in [0, 1]")
     dec.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
-    dec.add_argument("--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]")
+    dec.add_argument(
+        "--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]"
+    )
     return parser
 
 
@@ -300,6 +304,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "hardware":
         return _cmd_hardware(args)
     return _cmd_decide(args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

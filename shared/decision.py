@@ -60,9 +60,11 @@ def excess(x: float, c: DecisionConstants) -> float:
 def plan(inp: DecisionInputs, c: DecisionConstants) -> Plan:
     check_inputs(inp.market_entropy, inp.thermal_state, inp.profit_potential)
     thermal = 1.0 if inp.thermal_throttling else inp.thermal_state
-    raw = (1.0 + c.entropy_gain * excess(inp.market_entropy, c) + c.profit_gain * excess(
-        inp.profit_potential, c
-    )) * (1.0 - c.thermal_cut * excess(thermal, c))
+    raw = (
+        1.0
+        + c.entropy_gain * excess(inp.market_entropy, c)
+        + c.profit_gain * excess(inp.profit_potential, c)
+    ) * (1.0 - c.thermal_cut * excess(thermal, c))
     span = max(1e-9, c.thermal_safety_state - c.tensor_harmonic_threshold)
     cool = min(1.0, max(0.0, (c.thermal_safety_state - thermal) / span))
     caps = {
@@ -145,8 +147,10 @@ def _explain(
         )
     if inp.thermal_state > h or inp.thermal_throttling:
         triggers.append("thermal_mirror")
-        what = "hardware reports heat throttling" if inp.thermal_throttling else (
-            f"thermal state {inp.thermal_state:.2f} is above the normal band ({h:.2f})"
+        what = (
+            "hardware reports heat throttling"
+            if inp.thermal_throttling
+            else (f"thermal state {inp.thermal_state:.2f} is above the normal band ({h:.2f})")
         )
         reasons.append(
             f"The {what}: x{1 - c.thermal_cut * excess(inp.thermal_state, c):.2f} on the factor"

@@ -44,7 +44,9 @@ def compute_scores(inv: Inventory, c: ScoreConstants) -> Scores:
     cores = inv.effective_cores
     g = max((gpu_score(gpu, c) for gpu in inv.gpus), default=0.0)
     r = _unit(ram_gb / c.max_ram_gb)
-    cpu = (_unit(cores / c.max_cpu_cores) + _unit((inv.cpu_max_freq_mhz or 0.0) / c.max_cpu_freq_mhz)) / 2
+    cpu = (
+        _unit(cores / c.max_cpu_cores) + _unit((inv.cpu_max_freq_mhz or 0.0) / c.max_cpu_freq_mhz)
+    ) / 2
     entanglement = (g + r + cpu) / 3.0
 
     positive = sum(gpu.memory_total_bytes / GIB * (gpu.cuda_cores or 0) for gpu in inv.gpus)

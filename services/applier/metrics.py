@@ -45,9 +45,7 @@ class Metrics:
             "qas_decisions", "Decisions received, by trigger ('none' when none fired)",
             ["trigger"], registry=r,
         )  # fmt: skip
-        self.applies = Counter(
-            "qas_applies", "Apply results, by result", ["result"], registry=r
-        )
+        self.applies = Counter("qas_applies", "Apply results, by result", ["result"], registry=r)
         self.latency = Histogram(
             "qas_decision_apply_latency_seconds",
             "Decision event time to apply result",

@@ -228,7 +228,11 @@ class KafkaConsumer:
             consumer.subscribe(self.topics, listener=_Listener(self))
 
         await retry_start(
-            f"consumer {self.group}", start, consumer.stop, self.bus.connect_timeout, self.bus.bootstrap
+            f"consumer {self.group}",
+            start,
+            consumer.stop,
+            self.bus.connect_timeout,
+            self.bus.bootstrap,
         )
         self._consumer = consumer
 
@@ -259,4 +263,6 @@ class KafkaConsumer:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
             # the last committed offset, so these records are processed again, never lost.
-            log.warning("group %s: commit failed (%s); records will be redelivered", self.group, exc)
+            log.warning(
+                "group %s: commit failed (%s); records will be redelivered", self.group, exc
+            )

@@ -58,9 +58,7 @@ class MemoryBus:
         raw_key = key.encode()
         index = zlib.crc32(raw_key) % self._n
         part = self._parts(topic)[index]
-        part.records.append(
-            Record(topic, index, part.end, raw_key, value, int(time.time() * 1000))
-        )
+        part.records.append(Record(topic, index, part.end, raw_key, value, int(time.time() * 1000)))
         self.published += 1
         self._trim(topic, index, part)
         async with self._changed:

@@ -106,4 +106,3 @@ class DeciderService:
             )  # fmt: skip
         finally:
             await consumer.stop()
-

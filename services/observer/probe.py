@@ -110,7 +110,9 @@ class HardwareProbe:
         root = self.root
         temps = self._temperatures()
         if not temps:
-            missing.append(Missing(part="temperatures", reason="no thermal zones, hwmon or psutil sensors"))
+            missing.append(
+                Missing(part="temperatures", reason="no thermal zones, hwmon or psutil sensors")
+            )
         gpus, gpu_missing = self.nvml.sensors() if self.nvml.ready else ([], [])
         pi = sysfs.pi_throttle(root)
         state, throttling = thermal_state(temps, gpus, pi, self.settings.thermal)
@@ -135,6 +137,8 @@ class HardwareProbe:
 
     def _temperatures(self) -> list[Temperature]:
         seen: dict[str, Temperature] = {}
-        for t in sysfs.thermal_zones(self.root) + sysfs.hwmon(self.root) + self.stats.temperatures():
+        for t in (
+            sysfs.thermal_zones(self.root) + sysfs.hwmon(self.root) + self.stats.temperatures()
+        ):
             seen.setdefault(t.sensor, t)
         return list(seen.values())

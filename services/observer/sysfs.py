@@ -208,7 +208,7 @@ def pi_throttle(root: Path) -> PiThrottle | None:
     for rel in PI_THROTTLED_PATHS:
         text = read(root, rel)
         if text:
-            return decode_pi_throttled(int(text, 16) if text.startswith("0x") else int(text, 16))
+            return decode_pi_throttled(int(text, 16))  # "0x50005" or "50005": always hex
     return None
 
 

@@ -1,0 +1,1 @@
+"""The pure core: messages, configuration, decision math, codecs and policies. No I/O."""

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from services.bus.consume import Route, consume
+from services.bus.memory import MemoryBus
+from shared.messages import DeadLetter, MarketEntropy, decode, encode
+
+
+async def _run_until(bus: MemoryBus, routes: dict[str, Route], done, stats):  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    consumer = bus.consumer(list(routes), "svc")
+    await consumer.start()
+    task = asyncio.create_task(
+        consume(bus, consumer, routes, stop=stop, dlq_topic="qas.dlq", host_id="me",
+                service="test", stats=stats, poll_seconds=0.02)  # fmt: skip
+    )
+    async with asyncio.timeout(3):
+        while not done():
+            await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    await consumer.stop()
+
+
+async def test_malformed_goes_to_dlq_with_original_bytes_and_processing_continues() -> None:
+    bus = MemoryBus()
+    seen: list[float] = []
+
+    async def handle(m: MarketEntropy) -> None:
+        seen.append(m.value)
+
+    bad = b'{"event_time": 1, "host_id": "h", "value": 7}'
+    await bus.publish("market.entropy", "h", encode(MarketEntropy(event_time=1, host_id="h", value=0.1)))
+    await bus.publish("market.entropy", "h", bad)
+    await bus.publish("market.entropy", "h", b"\xff\xfe garbage")
+    await bus.publish("market.entropy", "h", encode(MarketEntropy(event_time=2, host_id="h", value=0.2)))
+    stats: Counter[str] = Counter()
+    await _run_until(bus, {"market.entropy": Route(MarketEntropy, handle)}, lambda: len(seen) == 2, stats)
+
+    assert seen == [0.1, 0.2]
+    assert stats["dead_letters"] == 2
+    dlq = bus.consumer(["qas.dlq"], "reader")
+    await dlq.start()
+    letters = [decode(r.value, DeadLetter) for r in await dlq.getmany(timeout=0.5)]
+    assert [ltr.payload for ltr in letters] == [bad, b"\xff\xfe garbage"]
+    assert all(ltr.topic == "market.entropy" and ltr.service == "test" for ltr in letters)
+    assert "<= 1.0" in letters[0].reason and letters[0].offset == 1
+
+
+async def test_handler_error_is_dead_lettered_not_fatal_and_batch_committed() -> None:
+    bus = MemoryBus(partitions=1)
+    calls: list[float] = []
+
+    async def handle(m: MarketEntropy) -> None:
+        calls.append(m.value)
+        if m.value == 0.5:
+            raise RuntimeError("boom")
+
+    for v in (0.4, 0.5, 0.6):
+        await bus.publish("e", "h", encode(MarketEntropy(event_time=1, host_id="h", value=v)))
+    stats: Counter[str] = Counter()
+    await _run_until(bus, {"e": Route(MarketEntropy, handle)}, lambda: len(calls) == 3, stats)
+    assert stats["dead_letters"] == 1 and stats["consumed:e"] == 2
+    assert bus._committed["svc"][("e", 0)] == 3  # nothing left to redeliver

@@ -153,19 +153,23 @@ def _common(p: argparse.ArgumentParser, *, kafka_required: bool, metrics: bool) 
         )  # fmt: skip
 
 
+def _log_level(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--log-level",
+        default=default,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level; logs go to stderr [env QAS_LOG_LEVEL; INFO]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="qas",
         description="QAS, the Quantum Auto-Scaling System: scales a trading engine to the "
         "hardware it runs on and to the market it trades.",
     )
-    parser.add_argument(
-        "--log-level",
-        default=_env("QAS_LOG_LEVEL") or "INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="log level; logs go to stderr [env QAS_LOG_LEVEL; INFO]",
-    )
+    _log_level(parser, _env("QAS_LOG_LEVEL") or "INFO")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser(
@@ -203,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument(
         "--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]"
     )
+    for p in sub.choices.values():  # accepted after the subcommand too; SUPPRESS keeps the top's
+        _log_level(p, argparse.SUPPRESS)
     return parser
 
 

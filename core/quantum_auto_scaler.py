@@ -96,16 +96,21 @@ class QuantumAutoScaler:
         now = self.clock()
         live = self.probe.sample()
         h = self._host
-        h.sensors = msgspec.structs.replace(live, event_time=now, thermal_state=float(thermal_state),
-                                            thermal_throttling=False)  # fmt: skip
+        h.sensors = msgspec.structs.replace(
+            live, event_time=now, thermal_state=float(thermal_state), thermal_throttling=False
+        )
         h.entropy = MarketEntropy(event_time=now, host_id=self.host_id, value=float(market_entropy))
         h.profit = ProfitPotential(
             event_time=now, host_id=self.host_id, value=float(profit_potential)
         )
         decision, h.prior = decide(
-            h.inputs(now), h.prior, host_id=self.host_id, now=now, c=self.settings.decision,
+            h.inputs(now),
+            h.prior,
+            host_id=self.host_id,
+            now=now,
+            c=self.settings.decision,
             stabilize=self.stabilize,
-        )  # fmt: skip
+        )
         if decision is None:  # the stabiliser held: the standing decision stays in force
             assert self.chamber_state.last_decision is not None
             return self.chamber_state.last_decision

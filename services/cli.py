@@ -148,9 +148,11 @@ def _common(p: argparse.ArgumentParser, *, kafka_required: bool, metrics: bool) 
             help="address for /metrics [env QAS_METRICS_ADDR; 127.0.0.1]",
         )
         p.add_argument(
-            "--no-metrics", action="store_true", default=_flag("QAS_NO_METRICS"),
+            "--no-metrics",
+            action="store_true",
+            default=_flag("QAS_NO_METRICS"),
             help="do not serve /metrics [env QAS_NO_METRICS]",
-        )  # fmt: skip
+        )
 
 
 def _log_level(p: argparse.ArgumentParser, default: str) -> None:
@@ -177,10 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run, kafka_required=False, metrics=True)
     run.add_argument(
-        "--json", action="store_true", default=_flag("QAS_JSON"),
+        "--json",
+        action="store_true",
+        default=_flag("QAS_JSON"),
         help="print one JSON object per line on stdout for every decision and apply result "
         "(field 'type': 'decision' or 'applied') [env QAS_JSON]",
-    )  # fmt: skip
+    )
 
     for name, what in (
         ("observer", "publish hardware snapshots and sensor readings to Kafka"),
@@ -189,8 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=what)
         _common(p, kafka_required=True, metrics=name == "applier")
-        p.add_argument("--json", action="store_true", default=_flag("QAS_JSON"),
-                       help="print decisions/apply results as JSON lines [env QAS_JSON]")  # fmt: skip
+        p.add_argument(
+            "--json",
+            action="store_true",
+            default=_flag("QAS_JSON"),
+            help="print decisions/apply results as JSON lines [env QAS_JSON]",
+        )
 
     hw = sub.add_parser("hardware", help="what the observer sees on this machine")
     hw.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
@@ -200,8 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser("decide", help="one decision for this machine, with its reasons")
     dec.add_argument("--entropy", type=_unit_float, required=True, help="market entropy in [0, 1]")
-    dec.add_argument("--thermal", type=_unit_float, default=None,
-                     help="thermal state in [0, 1] (default: measured on this machine)")  # fmt: skip
+    dec.add_argument(
+        "--thermal",
+        type=_unit_float,
+        default=None,
+        help="thermal state in [0, 1] (default: measured on this machine)",
+    )
     dec.add_argument("--profit", type=_unit_float, required=True, help="profit potential in [0, 1]")
     dec.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
     dec.add_argument(

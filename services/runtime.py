@@ -64,8 +64,9 @@ def make_bus(opts: Options) -> Bus:
 
 
 def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
-    return HardwareProbe(opts.settings, opts.resolved_host_id, root=root,
-                         nvml=NvmlReader(load_pynvml()))  # fmt: skip
+    return HardwareProbe(
+        opts.settings, opts.resolved_host_id, root=root, nvml=NvmlReader(load_pynvml())
+    )
 
 
 class JsonLines:
@@ -137,9 +138,11 @@ async def run_services(
                 port = metrics.serve(opts.metrics_port, opts.metrics_addr)
                 log.info("metrics on http://%s:%d/metrics", opts.metrics_addr, port)
         log.info(
-            "running %s on %s as host %s", ", ".join(services),
-            opts.bootstrap_servers or "the embedded bus", host,
-        )  # fmt: skip
+            "running %s on %s as host %s",
+            ", ".join(services),
+            opts.bootstrap_servers or "the embedded bus",
+            host,
+        )
         async with asyncio.TaskGroup() as tg:
             for svc in services.values():
                 tg.create_task(svc.run(stop))

@@ -199,13 +199,16 @@ def decide(
         and prior.scaling_factor is not None
         and p.scaling_factor < prior.scaling_factor
     )
-    step = stabilise(p.scaling_factor, p.precision_bits, prior, now=now, urgent=urgent,
-                     stabilize=stabilize, c=c)  # fmt: skip
+    step = stabilise(
+        p.scaling_factor, p.precision_bits, prior, now=now, urgent=urgent, stabilize=stabilize, c=c
+    )
     if step.publish is False:
         return None, step.state
 
-    fresh = [freshness(a, c) for a in (inp.entropy_age_seconds, inp.profit_age_seconds,
-                                        inp.sensors_age_seconds)]  # fmt: skip
+    fresh = [
+        freshness(a, c)
+        for a in (inp.entropy_age_seconds, inp.profit_age_seconds, inp.sensors_age_seconds)
+    ]
     conflict = thermal >= c.hot_threshold and (
         inp.profit_potential >= c.high_value_threshold
         or inp.market_entropy >= c.high_volatility_threshold
@@ -263,9 +266,13 @@ def decide(
 def replay(decision: ScalingDecision, c: DecisionConstants) -> ScalingDecision:
     """Recompute a published decision from its own inputs and prior state."""
     again, _ = decide(
-        decision.inputs, decision.prior, host_id=decision.host_id, now=decision.event_time,
-        c=c, stabilize=decision.stabilized,
-    )  # fmt: skip
+        decision.inputs,
+        decision.prior,
+        host_id=decision.host_id,
+        now=decision.event_time,
+        c=c,
+        stabilize=decision.stabilized,
+    )
     if again is None:
         raise ValueError(f"decision {decision.decision_id} does not replay to a decision")
     return again

@@ -19,14 +19,29 @@ GIB = 1 << 30
 # FP32 CUDA cores per SM by compute capability (CUDA C Programming Guide, "Arithmetic
 # Instructions" throughput table).
 CORES_PER_SM: dict[tuple[int, int], int] = {
-    (3, 0): 192, (3, 2): 192, (3, 5): 192, (3, 7): 192,
-    (5, 0): 128, (5, 2): 128, (5, 3): 128,
-    (6, 0): 64, (6, 1): 128, (6, 2): 128,
-    (7, 0): 64, (7, 2): 64, (7, 5): 64,
-    (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128,
+    (3, 0): 192,
+    (3, 2): 192,
+    (3, 5): 192,
+    (3, 7): 192,
+    (5, 0): 128,
+    (5, 2): 128,
+    (5, 3): 128,
+    (6, 0): 64,
+    (6, 1): 128,
+    (6, 2): 128,
+    (7, 0): 64,
+    (7, 2): 64,
+    (7, 5): 64,
+    (8, 0): 64,
+    (8, 6): 128,
+    (8, 7): 128,
+    (8, 9): 128,
     (9, 0): 128,
-    (10, 0): 128, (10, 1): 128, (12, 0): 128, (12, 1): 128,
-}  # fmt: skip
+    (10, 0): 128,
+    (10, 1): 128,
+    (12, 0): 128,
+    (12, 1): 128,
+}
 
 Tier = Literal["integrated", "low_end", "mid_range", "high_end", "ultra", "extreme"]
 
@@ -42,13 +57,19 @@ def gpu_tier(name: str, memory_bytes: int, cuda_cores: int | None) -> Tier:
         return "integrated"
     if cuda_cores:
         bounds: tuple[tuple[int, Tier], ...] = (
-            (2048, "low_end"), (6144, "mid_range"), (10240, "high_end"), (16384, "ultra"),
-        )  # fmt: skip
+            (2048, "low_end"),
+            (6144, "mid_range"),
+            (10240, "high_end"),
+            (16384, "ultra"),
+        )
         value = cuda_cores
     else:
         bounds = (
-            (4 * GIB, "low_end"), (12 * GIB, "mid_range"), (20 * GIB, "high_end"), (40 * GIB, "ultra"),
-        )  # fmt: skip
+            (4 * GIB, "low_end"),
+            (12 * GIB, "mid_range"),
+            (20 * GIB, "high_end"),
+            (40 * GIB, "ultra"),
+        )
         value = memory_bytes
     for bound, tier in bounds:
         if value < bound:

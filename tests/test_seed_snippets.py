@@ -15,8 +15,12 @@ SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_2e7d716731
 def _seed_blocks() -> dict[str, str]:
     text = SEED.read_text()
     sections = {}
-    for title in ("Basic Usage", "Integration with Trading System", "2. Integrate with Your System",
-                  "3. Monitor Quantum Chamber"):  # fmt: skip
+    for title in (
+        "Basic Usage",
+        "Integration with Trading System",
+        "2. Integrate with Your System",
+        "3. Monitor Quantum Chamber",
+    ):
         start = text.index(title)
         body = text[start:]
         code = re.search(r"```python\n(.*?)```", body, re.S)
@@ -56,11 +60,14 @@ def test_trading_loop_integration_runs_as_written(blocks: dict[str, str]) -> Non
     assert 1.2 <= config["scaling_factor"] <= 1.5 and config["batch_size"] >= 1
 
 
-def test_getting_started_and_monitor_run_as_written(blocks: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_getting_started_and_monitor_run_as_written(
+    blocks: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     ns: dict[str, object] = {
-        "get_market_entropy": lambda: 0.5, "get_thermal_state": lambda: 0.9,
+        "get_market_entropy": lambda: 0.5,
+        "get_thermal_state": lambda: 0.9,
         "get_profit_potential": lambda: 0.5,
-    }  # fmt: skip
+    }
     exec(blocks["2. Integrate with Your System"], ns)
     exec(blocks["3. Monitor Quantum Chamber"], ns)
     out = capsys.readouterr().out

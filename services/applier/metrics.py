@@ -21,16 +21,20 @@ class Metrics:
             "qas_scaling_factor", "Scaling factor of the last decision", ["host"], registry=r
         )
         self.memory_adjustment = Gauge(
-            "qas_memory_adjustment", "Memory adjustment multiplier (0.1-2.0) of the last decision",
-            ["host"], registry=r,
-        )  # fmt: skip
+            "qas_memory_adjustment",
+            "Memory adjustment multiplier (0.1-2.0) of the last decision",
+            ["host"],
+            registry=r,
+        )
         self.memory_budget = Gauge(
             "qas_memory_budget_bytes", "Memory budget of the last decision", ["host"], registry=r
         )
         self.precision_bits = Gauge(
-            "qas_precision_bits", "Precision tier of the last decision, in bits", ["host"],
+            "qas_precision_bits",
+            "Precision tier of the last decision, in bits",
+            ["host"],
             registry=r,
-        )  # fmt: skip
+        )
         self.coherence = Gauge(
             "qas_coherence_ratio", "Capability coherence score (0-1)", ["host"], registry=r
         )
@@ -38,13 +42,17 @@ class Metrics:
             "qas_confidence_ratio", "Confidence of the last decision (0-1)", ["host"], registry=r
         )
         self.thermal = Gauge(
-            "qas_thermal_state_ratio", "Thermal state (0 idle, 1 at the throttle point)",
-            ["host"], registry=r,
-        )  # fmt: skip
+            "qas_thermal_state_ratio",
+            "Thermal state (0 idle, 1 at the throttle point)",
+            ["host"],
+            registry=r,
+        )
         self.decisions = Counter(
-            "qas_decisions", "Decisions received, by trigger ('none' when none fired)",
-            ["trigger"], registry=r,
-        )  # fmt: skip
+            "qas_decisions",
+            "Decisions received, by trigger ('none' when none fired)",
+            ["trigger"],
+            registry=r,
+        )
         self.applies = Counter("qas_applies", "Apply results, by result", ["result"], registry=r)
         self.latency = Histogram(
             "qas_decision_apply_latency_seconds",
@@ -56,16 +64,20 @@ class Metrics:
             "qas_pool_bytes", "Bytes held by tiered memory pools", ["pool", "tier"], registry=r
         )
         self.pool_error = Gauge(
-            "qas_pool_error_bound_ratio", "Largest relative error bound of stored values",
-            ["pool"], registry=r,
-        )  # fmt: skip
+            "qas_pool_error_bound_ratio",
+            "Largest relative error bound of stored values",
+            ["pool"],
+            registry=r,
+        )
         self.pool_evictions = Counter(
             "qas_pool_evicted_blocks", "Blocks evicted to stay within budget", ["pool"], registry=r
         )
         self.hardware_changes = Counter(
-            "qas_hardware_changes", "Hardware fingerprint changes (quantum collapses)", ["host"],
+            "qas_hardware_changes",
+            "Hardware fingerprint changes (quantum collapses)",
+            ["host"],
             registry=r,
-        )  # fmt: skip
+        )
         self.temperature = Gauge(
             "qas_temperature_celsius", "Temperature per sensor", ["host", "sensor"], registry=r
         )

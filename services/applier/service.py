@@ -86,8 +86,9 @@ class ApplierService:
             self.stats["redelivered"] += 1
             await self._publish(known)
             return
-        reason = skip_reason(d, self.last_applied_time.get(d.host_id), self.clock(),
-                             self.settings.applier)  # fmt: skip
+        reason = skip_reason(
+            d, self.last_applied_time.get(d.host_id), self.clock(), self.settings.applier
+        )
         if reason is None and self.honour_jitter and d.apply_after_seconds > 0:
             # Per-host jitter: hosts of a fleet do not all resize at one instant.
             wait = d.event_time + d.apply_after_seconds - self.clock()
@@ -99,10 +100,14 @@ class ApplierService:
         started = time.perf_counter()
         if reason is not None:
             result = ApplyResult(
-                event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
-                decision_event_time=d.event_time, status="skipped", reason=reason,
+                event_time=self.clock(),
+                host_id=d.host_id,
+                decision_id=d.decision_id,
+                decision_event_time=d.event_time,
+                status="skipped",
+                reason=reason,
                 engine_config=engine_config(d),
-            )  # fmt: skip
+            )
         else:
             result = await asyncio.to_thread(self._enact, d, started)
             self.last_applied_time[d.host_id] = d.event_time
@@ -115,9 +120,13 @@ class ApplierService:
 
     async def _publish(self, result: ApplyResult) -> None:
         await publish_retrying(
-            self.bus, self.settings.topics.applied, result.host_id, encode(result), self._stop,
+            self.bus,
+            self.settings.topics.applied,
+            result.host_id,
+            encode(result),
+            self._stop,
             "apply result",
-        )  # fmt: skip
+        )
         if self.on_result is not None:
             self.on_result(result)
 
@@ -143,8 +152,14 @@ class ApplierService:
         self.metrics.kafka_connected.set(1 if self.bus.connected else 0)
         try:
             await consume(
-                self.bus, consumer, routes, stop=stop, dlq_topic=self.settings.topics.dlq,
-                host_id=self.host_id, service="applier", stats=self.stats,
-            )  # fmt: skip
+                self.bus,
+                consumer,
+                routes,
+                stop=stop,
+                dlq_topic=self.settings.topics.dlq,
+                host_id=self.host_id,
+                service="applier",
+                stats=self.stats,
+            )
         finally:
             await consumer.stop()

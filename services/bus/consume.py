@@ -55,9 +55,16 @@ async def publish_retrying(
 
 
 async def dead_letter(
-    bus: Bus, record: Record, reason: str, *, dlq_topic: str, host_id: str, service: str,
-    stop: asyncio.Event, stats: Counter[str],
-) -> None:  # fmt: skip
+    bus: Bus,
+    record: Record,
+    reason: str,
+    *,
+    dlq_topic: str,
+    host_id: str,
+    service: str,
+    stop: asyncio.Event,
+    stats: Counter[str],
+) -> None:
     stats["dead_letters"] += 1
     log.warning(
         "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
@@ -98,8 +105,16 @@ async def consume(
             try:
                 msg = decode(record.value, route.kind, route.decoder)
             except InvalidMessage as exc:
-                await dead_letter(bus, record, f"undecodable: {exc}", dlq_topic=dlq_topic,
-                                  host_id=host_id, service=service, stop=stop, stats=stats)  # fmt: skip
+                await dead_letter(
+                    bus,
+                    record,
+                    f"undecodable: {exc}",
+                    dlq_topic=dlq_topic,
+                    host_id=host_id,
+                    service=service,
+                    stop=stop,
+                    stats=stats,
+                )
                 continue
             try:
                 await route.handle(msg)
@@ -107,8 +122,16 @@ async def consume(
                 raise
             except Exception as exc:  # a bug or bad value in one record must not stop the service
                 log.exception("%s: handler for %s failed", service, record.topic)
-                await dead_letter(bus, record, f"handler failed: {exc!r}", dlq_topic=dlq_topic,
-                                  host_id=host_id, service=service, stop=stop, stats=stats)  # fmt: skip
+                await dead_letter(
+                    bus,
+                    record,
+                    f"handler failed: {exc!r}",
+                    dlq_topic=dlq_topic,
+                    host_id=host_id,
+                    service=service,
+                    stop=stop,
+                    stats=stats,
+                )
                 continue
             stats[f"consumed:{record.topic}"] += 1
         if records:

@@ -77,6 +77,7 @@ class KafkaBus:
         send_timeout: float = 10.0,
         idempotence: bool = True,
         session_timeout: float = 6.0,
+        fetch_max_wait: float = 0.1,
         compacted_topics: Sequence[str] = (),
         topics: Sequence[str] = (),
     ) -> None:
@@ -88,6 +89,9 @@ class KafkaBus:
         # Kafka's smallest default-allowed session timeout: a new group's first join waits
         # about half of it on Tansu (and group.initial.rebalance.delay.ms, 3 s, on Kafka).
         self.session_timeout = session_timeout
+        # Kafka answers a fetch as soon as one byte is there; Tansu waits the full max wait,
+        # so this bounds decision latency on it (aiokafka's default is 500 ms).
+        self.fetch_max_wait = fetch_max_wait
         self.idempotent = False
         self._topics = list(topics)
         self._compacted = set(compacted_topics)
@@ -221,6 +225,7 @@ class KafkaConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.bus.session_timeout * 1000),
             heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 6),
+            fetch_max_wait_ms=int(self.bus.fetch_max_wait * 1000),
         )
 
         async def start() -> None:

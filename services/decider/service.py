@@ -54,17 +54,24 @@ class DeciderService:
         state = self._host(host_id)
         now = self.clock()
         decision, state.prior = decide(
-            state.inputs(now, self.top_bits), state.prior, host_id=host_id, now=now,
+            state.inputs(now, self.top_bits),
+            state.prior,
+            host_id=host_id,
+            now=now,
             c=self.settings.decision,
-        )  # fmt: skip
+        )
         if decision is None:
             self.stats["held"] += 1
             return
         state.pending_change = False
         await publish_retrying(
-            self.bus, self.settings.topics.decisions, host_id, encode(decision), self._stop,
+            self.bus,
+            self.settings.topics.decisions,
+            host_id,
+            encode(decision),
+            self._stop,
             "decision",
-        )  # fmt: skip
+        )
         self.stats["decisions"] += 1
         if self.on_decision is not None:
             self.on_decision(decision)
@@ -101,8 +108,14 @@ class DeciderService:
         await consumer.start()
         try:
             await consume(
-                self.bus, consumer, routes, stop=stop, dlq_topic=self.settings.topics.dlq,
-                host_id=self.host_id, service="decider", stats=self.stats,
-            )  # fmt: skip
+                self.bus,
+                consumer,
+                routes,
+                stop=stop,
+                dlq_topic=self.settings.topics.dlq,
+                host_id=self.host_id,
+                service="decider",
+                stats=self.stats,
+            )
         finally:
             await consumer.stop()

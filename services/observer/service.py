@@ -59,9 +59,13 @@ class ObserverService:
             try:
                 reading = await asyncio.to_thread(self.probe.sample)
                 await publish_retrying(
-                    self.bus, self.settings.topics.sensors, reading.host_id, encode(reading), stop,
+                    self.bus,
+                    self.settings.topics.sensors,
+                    reading.host_id,
+                    encode(reading),
+                    stop,
                     "sensors",
-                )  # fmt: skip
+                )
                 self.stats["sensors_published"] += 1
                 if started >= next_inventory:
                     next_inventory = started + self.settings.inventory_interval_seconds

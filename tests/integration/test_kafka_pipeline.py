@@ -51,8 +51,9 @@ def _bus(broker: TansuBroker, s: Settings) -> KafkaBus:
     )
 
 
-async def read_topic(bootstrap: str, topic: str, until: Callable[[list[bytes]], bool],
-                     timeout: float = 30.0) -> list[bytes]:  # fmt: skip
+async def read_topic(
+    bootstrap: str, topic: str, until: Callable[[list[bytes]], bool], timeout: float = 30.0
+) -> list[bytes]:
     """Read a topic from the beginning (no group) until a condition holds."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
@@ -95,7 +96,7 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
     s, bus, _ = pipeline
     assert bus.connected
     # The engine's market events, for two hosts; one host's decisions must stay in order.
-    for i, (e, p) in enumerate([(0.5, 0.5), (0.9, 0.5), (0.5, 0.95), (0.2, 0.1)]):
+    for _i, (e, p) in enumerate([(0.5, 0.5), (0.9, 0.5), (0.5, 0.95), (0.2, 0.1)]):
         for host in ("engine-a", "engine-b"):
             now = time.time()
             entropy = MarketEntropy(event_time=now, host_id=host, value=e)
@@ -108,8 +109,10 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
         hosts = [decode(r, ScalingDecision).host_id for r in raw]
         return hosts.count("engine-a") >= 4 and hosts.count("engine-b") >= 4
 
-    decisions = [decode(r, ScalingDecision) for r in
-                 await read_topic(broker.bootstrap, s.topics.decisions, enough)]  # fmt: skip
+    decisions = [
+        decode(r, ScalingDecision)
+        for r in await read_topic(broker.bootstrap, s.topics.decisions, enough)
+    ]
     for host in ("engine-a", "engine-b"):
         seqs = [d.sequence for d in decisions if d.host_id == host]
         assert seqs == sorted(seqs) and seqs[0] == 1, seqs
@@ -117,10 +120,14 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
         assert max(factors) > 1.2  # the high-entropy and high-profit events took effect
 
     wanted = {d.decision_id for d in decisions}
-    applied = [decode(r, ApplyResult) for r in await read_topic(
-        broker.bootstrap, s.topics.applied,
-        lambda raw: wanted <= {decode(r, ApplyResult).decision_id for r in raw},
-    )]  # fmt: skip
+    applied = [
+        decode(r, ApplyResult)
+        for r in await read_topic(
+            broker.bootstrap,
+            s.topics.applied,
+            lambda raw: wanted <= {decode(r, ApplyResult).decision_id for r in raw},
+        )
+    ]
     for host in ("engine-a", "engine-b"):
         order = [a.decision_id for a in applied if a.host_id == host]
         expected = [d.decision_id for d in decisions if d.host_id == host]
@@ -130,18 +137,28 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
 
 async def test_malformed_message_lands_in_dlq_and_processing_continues(pipeline, broker) -> None:  # type: ignore[no-untyped-def]
     s, bus, (_, decider, _) = pipeline
-    await bus.publish(s.topics.entropy, "dlq-host", b'{"event_time": 1, "host_id": "dlq-host", "value": "high"}')
-    await bus.publish(s.topics.entropy, "dlq-host",
-                      encode(MarketEntropy(event_time=time.time(), host_id="dlq-host", value=0.95)))  # fmt: skip
+    await bus.publish(
+        s.topics.entropy, "dlq-host", b'{"event_time": 1, "host_id": "dlq-host", "value": "high"}'
+    )
+    await bus.publish(
+        s.topics.entropy,
+        "dlq-host",
+        encode(MarketEntropy(event_time=time.time(), host_id="dlq-host", value=0.95)),
+    )
     letters = await read_topic(broker.bootstrap, s.topics.dlq, lambda raw: len(raw) >= 1)
     letter = decode(letters[0], DeadLetter)
     assert letter.topic == s.topics.entropy and b'"high"' in letter.payload
     assert "Expected `float`" in letter.reason and letter.service == "decider"
     later = await read_topic(
-        broker.bootstrap, s.topics.decisions,
+        broker.bootstrap,
+        s.topics.decisions,
         lambda raw: any(decode(r, ScalingDecision).host_id == "dlq-host" for r in raw),
-    )  # fmt: skip
-    d = next(decode(r, ScalingDecision) for r in later if decode(r, ScalingDecision).host_id == "dlq-host")
+    )
+    d = next(
+        decode(r, ScalingDecision)
+        for r in later
+        if decode(r, ScalingDecision).host_id == "dlq-host"
+    )
     assert d.inputs.market_entropy == 0.95 and decider.stats["dead_letters"] == 1
 
 
@@ -151,8 +168,12 @@ async def test_any_kafka_client_reads_decisions_as_json(pipeline, broker) -> Non
     from kafka import KafkaConsumer  # kafka-python: a different client implementation
 
     def read() -> list[dict[str, object]]:
-        c = KafkaConsumer(s.topics.decisions, bootstrap_servers=broker.bootstrap,
-                          auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+        c = KafkaConsumer(
+            s.topics.decisions,
+            bootstrap_servers=broker.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         try:
             out: list[dict[str, object]] = []
             deadline = time.monotonic() + 20

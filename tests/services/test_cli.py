@@ -17,9 +17,17 @@ QAS = [sys.executable, "-m", "services.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def qas(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*QAS, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**os.environ, **(env or {})})  # fmt: skip
+def qas(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*QAS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _lines(stdout: str) -> list[dict[str, object]]:
@@ -36,7 +44,9 @@ def test_run_embedded_prints_decision_and_apply_result() -> None:
 
 @pytest.mark.kafka
 def test_run_against_kafka_prints_decision_and_apply_result(broker: TansuBroker) -> None:
-    r = qas("run", "--duration", "5", "--json", "--no-metrics", "--bootstrap-servers", broker.bootstrap)
+    r = qas(
+        "run", "--duration", "5", "--json", "--no-metrics", "--bootstrap-servers", broker.bootstrap
+    )
     assert r.returncode == 0, r.stderr
     types = [o["type"] for o in _lines(r.stdout)]
     assert "decision" in types and "applied" in types
@@ -46,8 +56,14 @@ def test_environment_variables_configure_and_flags_win() -> None:
     r = qas("run", "--json", "--no-metrics", env={"QAS_DURATION": "1.5", "QAS_HOST_ID": "from-env"})
     assert r.returncode == 0, r.stderr
     assert {o["host_id"] for o in _lines(r.stdout)} == {"from-env"}
-    r = qas("run", "--json", "--no-metrics", "--host-id", "from-flag", env={"QAS_DURATION": "1.5",
-            "QAS_HOST_ID": "from-env"})  # fmt: skip
+    r = qas(
+        "run",
+        "--json",
+        "--no-metrics",
+        "--host-id",
+        "from-flag",
+        env={"QAS_DURATION": "1.5", "QAS_HOST_ID": "from-env"},
+    )
     assert {o["host_id"] for o in _lines(r.stdout)} == {"from-flag"}
 
 
@@ -63,7 +79,9 @@ def test_environment_variables_configure_and_flags_win() -> None:
         (["decide", "--entropy", "1.5", "--profit", "0.2"], {}, "must be in [0, 1]"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list[str], env: dict[str, str], needle: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], needle: str
+) -> None:
     r = qas(*args, env=env)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
@@ -71,8 +89,16 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], env: dict[str, str], 
 
 
 def test_unreachable_broker_is_one_line_and_nonzero() -> None:
-    r = qas("run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--connect-timeout", "1",
-            "--no-metrics", "--log-level", "ERROR")  # fmt: skip
+    r = qas(
+        "run",
+        "--bootstrap-servers",
+        f"127.0.0.1:{free_port()}",
+        "--connect-timeout",
+        "1",
+        "--no-metrics",
+        "--log-level",
+        "ERROR",
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot reach Kafka at 127.0.0.1:")
     assert "Traceback" not in r.stderr
@@ -80,21 +106,31 @@ def test_unreachable_broker_is_one_line_and_nonzero() -> None:
 
 def test_help_documents_every_option_and_its_environment_variable() -> None:
     out = qas("run", "--help").stdout
-    for option, env in [("--bootstrap-servers", "QAS_BOOTSTRAP_SERVERS"), ("--duration", "QAS_DURATION"),
-                        ("--json", "QAS_JSON"), ("--metrics-port", "QAS_METRICS_PORT"),
-                        ("--host-id", "QAS_HOST_ID"), ("--sensor-interval", "QAS_SENSOR_INTERVAL")]:  # fmt: skip
+    for option, env in [
+        ("--bootstrap-servers", "QAS_BOOTSTRAP_SERVERS"),
+        ("--duration", "QAS_DURATION"),
+        ("--json", "QAS_JSON"),
+        ("--metrics-port", "QAS_METRICS_PORT"),
+        ("--host-id", "QAS_HOST_ID"),
+        ("--sensor-interval", "QAS_SENSOR_INTERVAL"),
+    ]:
         assert option in out and env in out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_cleanly_without_traceback(sig: signal.Signals) -> None:
-    proc = subprocess.Popen([*QAS, "run", "--json", "--no-metrics"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*QAS, "run", "--json", "--no-metrics"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()  # a decision: the pipeline is up
     assert json.loads(first)["type"] == "decision"
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=15)
+    _out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "stopped cleanly" in err
 

@@ -13,8 +13,17 @@ async def _run_until(bus: MemoryBus, routes: dict[str, Route], done, stats):  # 
     consumer = bus.consumer(list(routes), "svc")
     await consumer.start()
     task = asyncio.create_task(
-        consume(bus, consumer, routes, stop=stop, dlq_topic="qas.dlq", host_id="me",
-                service="test", stats=stats, poll_seconds=0.02)  # fmt: skip
+        consume(
+            bus,
+            consumer,
+            routes,
+            stop=stop,
+            dlq_topic="qas.dlq",
+            host_id="me",
+            service="test",
+            stats=stats,
+            poll_seconds=0.02,
+        )
     )
     async with asyncio.timeout(3):
         while not done():
@@ -32,12 +41,18 @@ async def test_malformed_goes_to_dlq_with_original_bytes_and_processing_continue
         seen.append(m.value)
 
     bad = b'{"event_time": 1, "host_id": "h", "value": 7}'
-    await bus.publish("market.entropy", "h", encode(MarketEntropy(event_time=1, host_id="h", value=0.1)))
+    await bus.publish(
+        "market.entropy", "h", encode(MarketEntropy(event_time=1, host_id="h", value=0.1))
+    )
     await bus.publish("market.entropy", "h", bad)
     await bus.publish("market.entropy", "h", b"\xff\xfe garbage")
-    await bus.publish("market.entropy", "h", encode(MarketEntropy(event_time=2, host_id="h", value=0.2)))
+    await bus.publish(
+        "market.entropy", "h", encode(MarketEntropy(event_time=2, host_id="h", value=0.2))
+    )
     stats: Counter[str] = Counter()
-    await _run_until(bus, {"market.entropy": Route(MarketEntropy, handle)}, lambda: len(seen) == 2, stats)
+    await _run_until(
+        bus, {"market.entropy": Route(MarketEntropy, handle)}, lambda: len(seen) == 2, stats
+    )
 
     assert seen == [0.1, 0.2]
     assert stats["dead_letters"] == 2

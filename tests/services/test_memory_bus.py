@@ -63,6 +63,6 @@ async def test_committed_records_are_trimmed_and_retention_caps_growth() -> None
     await bus.publish("t", "k", b"5")
     part = bus._topics["t"][0]
     assert part.base == 5 and len(part.records) == 1
-    for i in range(50):
+    for _ in range(50):
         await bus.publish("t", "k", b"x")
     assert len(bus._topics["t"][0].records) <= 10

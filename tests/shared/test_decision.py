@@ -142,21 +142,37 @@ def test_reasons_name_each_trigger_with_numbers() -> None:
 
 def test_quantum_states() -> None:
     inv = reference_host()
-    none, _ = decide(inputs_for(inv, .5, .2, .5, fingerprint=None), PriorState(), host_id="h", now=1, c=C)
-    changed, _ = decide(inputs_for(inv, .5, .2, .5, hardware_changed=True), PriorState(), host_id="h", now=1, c=C)
-    stale, _ = decide(inputs_for(inv, .5, .2, .5, entropy_age_seconds=60.0), PriorState(), host_id="h", now=1, c=C)
+    none, _ = decide(
+        inputs_for(inv, 0.5, 0.2, 0.5, fingerprint=None), PriorState(), host_id="h", now=1, c=C
+    )
+    changed, _ = decide(
+        inputs_for(inv, 0.5, 0.2, 0.5, hardware_changed=True), PriorState(), host_id="h", now=1, c=C
+    )
+    stale, _ = decide(
+        inputs_for(inv, 0.5, 0.2, 0.5, entropy_age_seconds=60.0),
+        PriorState(),
+        host_id="h",
+        now=1,
+        c=C,
+    )
     fresh = decision(inv, 0.5, 0.2, 0.5)
     assert none and none.quantum_state == "SUPERPOSITION" and none.confidence <= 0.5
-    assert changed and changed.quantum_state == "COLLAPSED" and changed.triggers == ["hardware_observer"]
+    assert (
+        changed
+        and changed.quantum_state == "COLLAPSED"
+        and changed.triggers == ["hardware_observer"]
+    )
     assert stale and stale.quantum_state == "DECOHERENT" and stale.confidence < 0.7
-    assert fresh.quantum_state == "COHERENT" and fresh.confidence == 1.0  # fmt: skip
+    assert fresh.quantum_state == "COHERENT" and fresh.confidence == 1.0
 
 
 def test_batch_fills_80_percent_of_free_gpu_memory() -> None:
     c = DecisionConstants(max_batch_size=10**9)
     inv = reference_host()
     free = 6 * 2**30
-    d, _ = decide(inputs_for(inv, .5, .2, .5, gpu_free_bytes=free), PriorState(), host_id="h", now=1, c=c)
+    d, _ = decide(
+        inputs_for(inv, 0.5, 0.2, 0.5, gpu_free_bytes=free), PriorState(), host_id="h", now=1, c=c
+    )
     item = c.bytes_per_item * 16 / 32  # 16-bit tier halves the item
     assert d is not None and d.batch_size == int(0.8 * free / item)
 
@@ -165,7 +181,9 @@ def test_decision_replays_field_for_field() -> None:
     prior = PriorState()
     inv = reference_host()
     log: list[ScalingDecision] = []
-    for i, (e, t, p) in enumerate([(.5, .2, .5), (.9, .2, .5), (.5, .2, .95), (.5, .95, .95), (.2, .2, .1)]):
+    for i, (e, t, p) in enumerate(
+        [(0.5, 0.2, 0.5), (0.9, 0.2, 0.5), (0.5, 0.2, 0.95), (0.5, 0.95, 0.95), (0.2, 0.2, 0.1)]
+    ):
         d, prior = decide(inputs_for(inv, e, t, p), prior, host_id="h", now=100.0 + 40 * i, c=C)
         if d is not None:
             log.append(decode(encode(d), ScalingDecision))  # as a consumer of the topic sees it

@@ -27,13 +27,27 @@ from tests.support.factories import inputs_for, reference_host, sensors, snapsho
 
 def _decision() -> ScalingDecision:
     return ScalingDecision(
-        event_time=1000.0, host_id="h1", decision_id="h1-1", sequence=1, scaling_factor=1.2,
-        memory_adjustment=1.2, memory_budget_bytes=1 << 30, precision_bits=16,
-        precision_tier="block16", batch_size=64, workers=2, confidence=0.9,
-        quantum_state="COHERENT", coherence_score=0.3, entropy_value=0.7, quantum_phase=1.0,
-        triggers=["market_entropy"], reasons=["because"],
-        inputs=inputs_for(reference_host(), 0.7, 0.2, 0.5), prior=PriorState(),
-    )  # fmt: skip
+        event_time=1000.0,
+        host_id="h1",
+        decision_id="h1-1",
+        sequence=1,
+        scaling_factor=1.2,
+        memory_adjustment=1.2,
+        memory_budget_bytes=1 << 30,
+        precision_bits=16,
+        precision_tier="block16",
+        batch_size=64,
+        workers=2,
+        confidence=0.9,
+        quantum_state="COHERENT",
+        coherence_score=0.3,
+        entropy_value=0.7,
+        quantum_phase=1.0,
+        triggers=["market_entropy"],
+        reasons=["because"],
+        inputs=inputs_for(reference_host(), 0.7, 0.2, 0.5),
+        prior=PriorState(),
+    )
 
 
 EXAMPLES = [
@@ -43,10 +57,18 @@ EXAMPLES = [
     ProfitPotential(event_time=1.0, host_id="h", value=0.9),
     PriceTick(event_time=1.0, host_id="h", symbol="SPX", price=4321.5, volume=10.0),
     _decision(),
-    ApplyResult(event_time=2.0, host_id="h", decision_id="d", decision_event_time=1.0,
-                status="applied"),  # fmt: skip
-    DeadLetter(event_time=1.0, host_id="h", topic="t", partition=0, offset=5, reason="bad",
-               payload=b"\x00\xffnot json"),  # fmt: skip
+    ApplyResult(
+        event_time=2.0, host_id="h", decision_id="d", decision_event_time=1.0, status="applied"
+    ),
+    DeadLetter(
+        event_time=1.0,
+        host_id="h",
+        topic="t",
+        partition=0,
+        offset=5,
+        reason="bad",
+        payload=b"\x00\xffnot json",
+    ),
 ]
 
 

@@ -29,7 +29,9 @@ def test_rtx_3060_ti_worked_example() -> None:
     assert s.cpu_score == pytest.approx((8 / 32 + 4500 / 5000) / 2)
     assert s.zero_channel == 0.5 and s.zero_norm == 0.25
     assert s.entanglement_strength == pytest.approx((s.gpu_score + 0.25 + s.cpu_score) / 3)
-    assert s.coherence_score == pytest.approx(0.6 * s.entanglement_strength + 0.4 * s.harmonic_coherence)
+    assert s.coherence_score == pytest.approx(
+        0.6 * s.entanglement_strength + 0.4 * s.harmonic_coherence
+    )
     # The seed's unnormalised harmonic coherence would be (3.89 + 1 + 0.5) / 3 = 1.80 > 1.
     assert s.harmonic_coherence <= 1.0 and s.entropy_value >= 0.0
 
@@ -57,10 +59,13 @@ def test_tier_rule(name: str, mem_gib: int, cores: int | None, tier: str) -> Non
 
 
 big_gpu = st.builds(
-    GpuInfo, index=st.just(0), name=st.just("g"),
-    memory_total_bytes=st.integers(0, 200 * GIB), cuda_cores=st.integers(0, 50_000) | st.none(),
+    GpuInfo,
+    index=st.just(0),
+    name=st.just("g"),
+    memory_total_bytes=st.integers(0, 200 * GIB),
+    cuda_cores=st.integers(0, 50_000) | st.none(),
     tier=st.sampled_from(["integrated", "low_end", "mid_range", "high_end", "ultra", "extreme"]),
-)  # fmt: skip
+)
 
 
 @given(
@@ -71,11 +76,26 @@ big_gpu = st.builds(
     quota=st.floats(0.01, 512) | st.none(),
 )
 def test_every_bounded_score_stays_in_unit_range(gpus, cores, ram, freq, quota) -> None:  # type: ignore[no-untyped-def]
-    inv = inventory(gpus=gpus, logical_cores=cores, memory_total_bytes=ram,
-                    cpu_max_freq_mhz=freq, cpu_quota_cores=quota)  # fmt: skip
+    inv = inventory(
+        gpus=gpus,
+        logical_cores=cores,
+        memory_total_bytes=ram,
+        cpu_max_freq_mhz=freq,
+        cpu_quota_cores=quota,
+    )
     s = compute_scores(inv, C)
-    for name in ("gpu_score", "ram_score", "cpu_score", "entanglement_strength", "positive_norm",
-                 "negative_norm", "zero_norm", "harmonic_coherence", "coherence_score", "entropy_value"):  # fmt: skip
+    for name in (
+        "gpu_score",
+        "ram_score",
+        "cpu_score",
+        "entanglement_strength",
+        "positive_norm",
+        "negative_norm",
+        "zero_norm",
+        "harmonic_coherence",
+        "coherence_score",
+        "entropy_value",
+    ):
         assert 0.0 <= getattr(s, name) <= 1.0, name
 
 

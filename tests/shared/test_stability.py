@@ -20,32 +20,42 @@ def run(seq: list[tuple[float, float, float, float]], c: DecisionConstants = C):
 
 def test_small_changes_inside_tolerance_are_not_new_decisions() -> None:
     # profit 0.61 -> factor 1.02: inside the 0.05 band
-    assert run([(0, .5, .2, .5), (1, .5, .2, .61)]) == [1.0, None]
+    assert run([(0, 0.5, 0.2, 0.5), (1, 0.5, 0.2, 0.61)]) == [1.0, None]
 
 
 def test_scale_down_waits_out_the_window() -> None:
-    out = run([(0, .5, .2, .5), (1, .5, .2, 1.0), (2, .5, .2, .5), (20, .5, .2, .5), (31.5, .5, .2, .5)])
+    out = run(
+        [
+            (0, 0.5, 0.2, 0.5),
+            (1, 0.5, 0.2, 1.0),
+            (2, 0.5, 0.2, 0.5),
+            (20, 0.5, 0.2, 0.5),
+            (31.5, 0.5, 0.2, 0.5),
+        ]
+    )
     assert out[1] is not None and out[1] == 1.5  # up, bounded to +0.5 per step
     assert out[2] is None and out[3] is None  # the 1.8 recommendation is still inside the window
     assert out[4] == 1.0  # window passed: down to the highest recommendation left (1.0)
 
 
 def test_bounded_step_up() -> None:
-    out = run([(0, .5, .2, .5), (1, .5, .2, 1.0), (2, .5, .2, 1.0)])
+    out = run([(0, 0.5, 0.2, 0.5), (1, 0.5, 0.2, 1.0), (2, 0.5, 0.2, 1.0)])
     assert out == [1.0, 1.5, 1.8]
 
 
 def test_thermal_safety_skips_the_window() -> None:
-    out = run([(0, .5, .2, 1.0), (1, .5, .95, 1.0)])
+    out = run([(0, 0.5, 0.2, 1.0), (1, 0.5, 0.95, 1.0)])
     assert out[0] == 1.8 and out[1] is not None and out[1] <= 1.0
 
 
 def test_hardware_change_replans_at_once() -> None:
     prior = PriorState()
     inv = reference_host()
-    d1, prior = decide(inputs_for(inv, .5, .2, 1.0), prior, host_id="h", now=0, c=C)
-    same, prior = decide(inputs_for(inv, .5, .2, 1.0), prior, host_id="h", now=1, c=C)
-    collapse, prior = decide(inputs_for(inv, .5, .2, .5, hardware_changed=True), prior, host_id="h", now=2, c=C)
+    d1, prior = decide(inputs_for(inv, 0.5, 0.2, 1.0), prior, host_id="h", now=0, c=C)
+    same, prior = decide(inputs_for(inv, 0.5, 0.2, 1.0), prior, host_id="h", now=1, c=C)
+    collapse, prior = decide(
+        inputs_for(inv, 0.5, 0.2, 0.5, hardware_changed=True), prior, host_id="h", now=2, c=C
+    )
     assert d1 is not None and same is None
     assert collapse is not None and collapse.scaling_factor == 1.0 and collapse.urgent
     assert collapse.apply_after_seconds == 0.0
@@ -56,7 +66,7 @@ def test_jitter_is_per_host_and_bounded() -> None:
     jitters = set()
     for host in ("a", "b", "c", "d"):
         prior = PriorState(scaling_factor=1.0, precision_bits=16, sequence=1)
-        d, _ = decide(inputs_for(inv, .95, .2, .5), prior, host_id=host, now=5, c=C)
+        d, _ = decide(inputs_for(inv, 0.95, 0.2, 0.5), prior, host_id=host, now=5, c=C)
         assert d is not None and 0 <= d.apply_after_seconds <= C.max_jitter_seconds
         jitters.add(round(d.apply_after_seconds, 6))
     assert len(jitters) == 4

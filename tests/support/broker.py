@@ -35,8 +35,10 @@ class TansuBroker:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

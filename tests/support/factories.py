@@ -33,9 +33,12 @@ RTX_3060_TI = GpuInfo(
 
 def inventory(**kw: object) -> Inventory:
     base: dict[str, object] = dict(
-        cpu_model="Test CPU", logical_cores=8, physical_cores=8, cpu_max_freq_mhz=4500.0,
+        cpu_model="Test CPU",
+        logical_cores=8,
+        physical_cores=8,
+        cpu_max_freq_mhz=4500.0,
         memory_total_bytes=32 * GIB,
-    )  # fmt: skip
+    )
     base.update(kw)
     return Inventory(**base)  # type: ignore[arg-type]
 
@@ -47,22 +50,30 @@ def reference_host() -> Inventory:
 
 def cpu_only_host() -> Inventory:
     """Like this CI machine: 2 cores, 24 GiB, no GPU, no cpufreq."""
-    return inventory(logical_cores=2, physical_cores=2, cpu_max_freq_mhz=2600.0,
-                     memory_total_bytes=24 * GIB)  # fmt: skip
+    return inventory(
+        logical_cores=2, physical_cores=2, cpu_max_freq_mhz=2600.0, memory_total_bytes=24 * GIB
+    )
 
 
 def snapshot(inv: Inventory, host: str = "h1", t: float = 1000.0, **kw: object) -> HardwareSnapshot:
     return HardwareSnapshot(
-        event_time=t, host_id=host, fingerprint=fingerprint(inv), inventory=inv,
-        scores=compute_scores(inv, ScoreConstants()), **kw,  # type: ignore[arg-type]
-    )  # fmt: skip
+        event_time=t,
+        host_id=host,
+        fingerprint=fingerprint(inv),
+        inventory=inv,
+        scores=compute_scores(inv, ScoreConstants()),
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def sensors(host: str = "h1", t: float = 1000.0, **kw: object) -> SensorReading:
     base: dict[str, object] = dict(
-        event_time=t, host_id=host, cpu_utilization_ratio=0.2, memory_available_bytes=20 * GIB,
+        event_time=t,
+        host_id=host,
+        cpu_utilization_ratio=0.2,
+        memory_available_bytes=20 * GIB,
         thermal_state=0.2,
-    )  # fmt: skip
+    )
     base.update(kw)
     return SensorReading(**base)  # type: ignore[arg-type]
 
@@ -71,13 +82,19 @@ def inputs_for(inv: Inventory, e: float, t: float, p: float, **kw: object) -> De
     sc = compute_scores(inv, ScoreConstants())
     gpu_free = sum(g.memory_total_bytes for g in inv.gpus) * 0.9 if inv.gpus else None
     base: dict[str, object] = dict(
-        market_entropy=e, thermal_state=t, profit_potential=p, entropy_age_seconds=0.0,
-        profit_age_seconds=0.0, sensors_age_seconds=0.0, fingerprint=fingerprint(inv),
-        coherence_score=sc.coherence_score, harmonic_coherence=sc.harmonic_coherence,
+        market_entropy=e,
+        thermal_state=t,
+        profit_potential=p,
+        entropy_age_seconds=0.0,
+        profit_age_seconds=0.0,
+        sensors_age_seconds=0.0,
+        fingerprint=fingerprint(inv),
+        coherence_score=sc.coherence_score,
+        harmonic_coherence=sc.harmonic_coherence,
         effective_memory_bytes=inv.effective_memory_bytes,
         memory_available_bytes=int(inv.effective_memory_bytes * 0.7),
         effective_cores=inv.effective_cores,
         gpu_free_bytes=None if gpu_free is None else int(gpu_free),
-    )  # fmt: skip
+    )
     base.update(kw)
     return DecisionInputs(**base)  # type: ignore[arg-type]

@@ -1,0 +1,35 @@
+"""`python -m bench [NAME ...]`: run the benchmarks (all by default) and print their tables.
+
+Absolute times on a shared machine are noise; every table sets ours beside a baseline measured
+in the same run, and the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+NAMES = ["pipeline", "decision", "observer", "codecs", "pool"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("names", nargs="*", choices=[*NAMES, []], help="which (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer iterations (for CI smoke runs)")
+    args = p.parse_args()
+    for name in args.names or NAMES:
+        try:
+            mod = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            continue
+        started = time.perf_counter()
+        print(f"\n== {name}: {mod.__doc__.strip().splitlines()[0]}", flush=True)
+        mod.main(quick=args.quick)
+        print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

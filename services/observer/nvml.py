@@ -47,11 +47,14 @@ class NvmlReader:
     def __init__(self, nvml: ModuleType | None) -> None:
         self.nvml = nvml
         self.ready = False
+        self.tried = False
         self.error: str | None = "nvidia-ml-py is not installed" if nvml is None else None
 
     def start(self) -> None:
-        if self.nvml is None or self.ready:
+        """Initialise once; a host without a driver is not asked again on every sample."""
+        if self.nvml is None or self.ready or self.tried:
             return
+        self.tried = True
         try:
             self.nvml.nvmlInit()
             self.ready = True

@@ -113,6 +113,7 @@ class HardwareProbe:
             missing.append(
                 Missing(part="temperatures", reason="no thermal zones, hwmon or psutil sensors")
             )
+        self.nvml.start()
         gpus, gpu_missing = self.nvml.sensors() if self.nvml.ready else ([], [])
         pi = sysfs.pi_throttle(root)
         state, throttling = thermal_state(temps, gpus, pi, self.settings.thermal)

@@ -88,6 +88,8 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     tolerance: Annotated[float, Meta(ge=0.0)] = 0.05
     max_step: Positive = 0.5
     scale_down_window_seconds: Annotated[float, Meta(ge=0.0)] = 30.0
+    # EWMA time constant for market entropy and profit (not thermal: safety acts at once).
+    smoothing_seconds: Annotated[float, Meta(ge=0.0)] = 1.0
     staleness_seconds: Positive = 5.0
     # An input never received counts as mid-band (0.5) at this confidence: QAS must still act
     # on the hardware (thermal safety) when no engine publishes market signals.

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import lru_cache
 
 import msgspec
 
 from shared.config import DecisionConstants
 from shared.messages import DecisionInputs, PriorState, ScalingDecision, Trigger
 from shared.precision import TIER_NAMES, choose_precision
-from shared.stability import stabilise
+from shared.stability import smooth, stabilise
 
 TWO_PI = 2 * math.pi
 
@@ -37,6 +38,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _check_unit(name: str, value: float) -> float:
+    if type(value) is float and 0.0 <= value <= 1.0:  # the common case; NaN and inf fail it
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
     if not math.isfinite(value):
@@ -67,18 +70,18 @@ def plan(inp: DecisionInputs, c: DecisionConstants) -> Plan:
     ) * (1.0 - c.thermal_cut * excess(thermal, c))
     span = max(1e-9, c.thermal_safety_state - c.tensor_harmonic_threshold)
     cool = min(1.0, max(0.0, (c.thermal_safety_state - thermal) / span))
-    caps = {
-        "thermal safety": 1.0 + (c.max_scaling_factor - 1.0) * cool,
-        "hardware capacity": 1.8 + max(0.0, c.max_scaling_factor - 1.8) * inp.coherence_score,
-        "memory pressure": c.max_scaling_factor,
-    }
+    cap = 1.0 + (c.max_scaling_factor - 1.0) * cool
+    limited_by = "thermal safety"
+    hw_cap = 1.8 + max(0.0, c.max_scaling_factor - 1.8) * inp.coherence_score
+    if hw_cap < cap:
+        cap, limited_by = hw_cap, "hardware capacity"
     if (
-        inp.memory_available_bytes is not None
+        cap > 1.0
+        and inp.memory_available_bytes is not None
         and inp.effective_memory_bytes > 0
         and inp.memory_available_bytes / inp.effective_memory_bytes < c.memory_pressure_floor
     ):
-        caps["memory pressure"] = 1.0
-    limited_by, cap = min(caps.items(), key=lambda kv: kv[1])
+        cap, limited_by = 1.0, "memory pressure"
     factor = raw if raw <= cap else cap
     factor = min(c.max_scaling_factor, max(c.min_scaling_factor, factor))
     bits = choose_precision(
@@ -98,6 +101,7 @@ def freshness(age: float | None, c: DecisionConstants) -> float:
     return 1.0 if age <= c.staleness_seconds else c.staleness_seconds / age
 
 
+@lru_cache(maxsize=4096)  # pure: a host's phase never changes while its fingerprint stands
 def _phase(seed: str) -> float:
     return int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) / 2**32 * TWO_PI
 
@@ -192,7 +196,9 @@ def decide(
     """One evaluation. Returns (decision or None when the stabiliser holds, the new state)."""
     if not math.isfinite(now) or now < 0:
         raise ValueError(f"now must be a finite Unix time, got {now!r}")
-    p = plan(inp, c)
+    check_inputs(inp.market_entropy, inp.thermal_state, inp.profit_potential)
+    acted, prior_now = smooth(inp, prior, now, c) if stabilize else (inp, prior)
+    p = plan(acted, c)
     thermal = 1.0 if inp.thermal_throttling else inp.thermal_state
     urgent = inp.hardware_changed or (
         thermal >= c.hot_threshold
@@ -200,7 +206,7 @@ def decide(
         and p.scaling_factor < prior.scaling_factor
     )
     step = stabilise(
-        p.scaling_factor, p.precision_bits, prior, now=now, urgent=urgent, stabilize=stabilize, c=c
+        p.scaling_factor, p.precision_bits, prior_now, now=now, urgent=urgent, stabilize=stabilize, c=c
     )
     if step.publish is False:
         return None, step.state
@@ -225,7 +231,7 @@ def decide(
 
     factor, bits = step.factor, step.bits
     mem_adj, budget, batch, workers = _sizing(inp, factor, bits, c)
-    triggers, reasons = _explain(inp, p, factor, bits, c)
+    triggers, reasons = _explain(acted, p, factor, bits, c)
     fp = inp.fingerprint or ""
     phase = (_phase(fp) + inp.harmonic_coherence * TWO_PI) % TWO_PI
     # Spread a fleet's *changes*; the first decision and urgent ones go out at once.

@@ -225,6 +225,10 @@ class PriorState(Struct, frozen=True, kw_only=True):
     # highest recommendation still in the window, which is what a scale-down may go down to.
     recent_factors: list[tuple[float, float]] = []
     recent_bits: list[tuple[float, int]] = []
+    # EWMA of the market inputs (time constant DecisionConstants.smoothing_seconds).
+    smoothed_entropy: Unit | None = None
+    smoothed_profit: Unit | None = None
+    smoothed_at: float | None = None
 
 
 class ScalingDecision(Envelope, frozen=True, kw_only=True):

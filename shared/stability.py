@@ -6,6 +6,10 @@
   ``scale_down_window_seconds`` (30 s), as Kubernetes' HPA does, so a dip must last the whole
   window to take full effect; precision decreases wait the same way;
 - bounded step: one decision moves the factor by at most ``max_step`` (0.5);
+- input filter: market entropy and profit pass through an EWMA (time constant
+  ``smoothing_seconds``, 1 s) before the plan, so sample noise does not reach the factor; thermal
+  is not filtered. The window's max-queue spans ``window - smoothing_seconds``, so a real drop
+  is followed within one window in total (the filter spends the rest);
 - urgent changes (a hardware change, or heat at or above ``hot_threshold`` asking for less)
   skip the window and the step bound: thermal safety and re-plans act at once.
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import math
+
 import msgspec
 
 from shared.config import DecisionConstants
-from shared.messages import PriorState
+from shared.messages import DecisionInputs, PriorState
 
 MAX_QUEUE = 64
 T = TypeVar("T", int, float)
@@ -41,6 +47,22 @@ def _push(
     return kept[-MAX_QUEUE:]
 
 
+def smooth(
+    inp: DecisionInputs, prior: PriorState, now: float, c: DecisionConstants
+) -> tuple[DecisionInputs, PriorState]:
+    """EWMA of entropy and profit; returns (inputs to plan with, state with the new averages)."""
+    if prior.smoothed_at is None or prior.smoothed_entropy is None or prior.smoothed_profit is None:
+        e, p = inp.market_entropy, inp.profit_potential
+    else:
+        dt = max(0.0, now - prior.smoothed_at)
+        a = 1.0 if c.smoothing_seconds <= 0 else 1.0 - math.exp(-dt / c.smoothing_seconds)
+        e = prior.smoothed_entropy + a * (inp.market_entropy - prior.smoothed_entropy)
+        p = prior.smoothed_profit + a * (inp.profit_potential - prior.smoothed_profit)
+    e, p = min(1.0, max(0.0, e)), min(1.0, max(0.0, p))
+    state = msgspec.structs.replace(prior, smoothed_entropy=e, smoothed_profit=p, smoothed_at=now)
+    return msgspec.structs.replace(inp, market_entropy=e, profit_potential=p), state
+
+
 def stabilise(
     target: float,
     target_bits: int,
@@ -51,7 +73,7 @@ def stabilise(
     stabilize: bool,
     c: DecisionConstants,
 ) -> Step:
-    window = c.scale_down_window_seconds
+    window = max(0.0, c.scale_down_window_seconds - c.smoothing_seconds)
     factors = _push(prior.recent_factors, now, target, window)
     bits_q = _push(prior.recent_bits, now, target_bits, window)
     state = msgspec.structs.replace(prior, recent_factors=factors, recent_bits=bits_q)

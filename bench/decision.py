@@ -12,6 +12,7 @@ step is followed within one scale-down window (30 s).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 
@@ -20,7 +21,7 @@ from services.bus.memory import MemoryBus
 from services.decider.service import DeciderService
 from shared.config import DecisionConstants, Settings
 from shared.decision import decide, plan
-from shared.messages import MarketEntropy, PriorState, ScalingDecision, encode
+from shared.messages import MarketEntropy, PriorState, encode
 from tests.support.factories import inputs_for, reference_host, snapshot
 
 C = DecisionConstants()
@@ -67,12 +68,20 @@ async def _latency(n: int) -> tuple[float, float]:
     decider.on_decision = lambda d: got.setdefault(d.inputs.market_entropy, time.perf_counter())
     stop = asyncio.Event()
     task = asyncio.create_task(decider.run(stop))
-    await bus.publish(settings.topics.hardware, "bench", encode(snapshot(reference_host(), host="bench", t=time.time())))
+    await bus.publish(
+        settings.topics.hardware,
+        "bench",
+        encode(snapshot(reference_host(), host="bench", t=time.time())),
+    )
     sent: dict[float, float] = {}
     for i in range(n):
         v = (i + 1) / (n + 1)
         sent[v] = time.perf_counter()
-        await bus.publish(settings.topics.entropy, "bench", encode(MarketEntropy(event_time=time.time(), host_id="bench", value=v)))
+        await bus.publish(
+            settings.topics.entropy,
+            "bench",
+            encode(MarketEntropy(event_time=time.time(), host_id="bench", value=v)),
+        )
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.2)
     stop.set()
@@ -83,7 +92,7 @@ async def _latency(n: int) -> tuple[float, float]:
 
 def _flips(sequence: list[float]) -> int:
     flips, direction = 0, 0
-    for a, b in zip(sequence, sequence[1:], strict=False):
+    for a, b in itertools.pairwise(sequence):
         d = (b > a) - (b < a)
         if d and direction and d != direction:
             flips += 1
@@ -127,8 +136,14 @@ def _noise_run() -> list[list[object]]:
 
 
 def main(quick: bool = False) -> None:
-    print(table(["path", "decisions/s (1 core)", "vs naive"], _throughput(20_000 if quick else 100_000)))
+    print(
+        table(
+            ["path", "decisions/s (1 core)", "vs naive"], _throughput(20_000 if quick else 100_000)
+        )
+    )
     p50, p99 = asyncio.run(_latency(200 if quick else 1000))
-    print(f"   decider service, embedded bus: event -> decision p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms")
+    print(
+        f"   decider service, embedded bus: event -> decision p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms"
+    )
     print(table(["policy (1 h at 10 Hz, sigma 0.1)", "decisions/h", "flips/h", "up followed s",
                  "down followed s", "ratio"], _noise_run()))  # fmt: skip

@@ -66,5 +66,7 @@ def main(quick: bool = False) -> None:
     seconds = 5.0 if quick else 20.0
     share = asyncio.run(_cpu_share(seconds))
     verdict = "meets" if median(sample) <= 0.002 and share <= 0.005 else "MISSES"
-    print(f"   observer service at 1 Hz for {seconds:g} s: {share * 100:.3f} % of one core "
-          f"(process CPU time / wall time); {verdict} the targets (2 ms, 0.5 %)")
+    print(
+        f"   observer service at 1 Hz for {seconds:g} s: {share * 100:.3f} % of one core "
+        f"(process CPU time / wall time); {verdict} the targets (2 ms, 0.5 %)"
+    )

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -153,6 +154,40 @@ def _common(p: argparse.ArgumentParser, *, kafka_required: bool, metrics: bool) 
             default=_flag("QAS_NO_METRICS"),
             help="do not serve /metrics [env QAS_NO_METRICS]",
         )
+        p.add_argument(
+            "--cgroup",
+            type=Path,
+            default=_env_default("QAS_CGROUP", Path, None),
+            metavar="DIR",
+            help="enact memory/CPU limits on this cgroup directory "
+            "(v2, or the v1 memory cgroup) [env QAS_CGROUP; off]",
+        )
+        p.add_argument(
+            "--cgroup-cpu",
+            type=Path,
+            default=_env_default("QAS_CGROUP_CPU", Path, None),
+            metavar="DIR",
+            help="cgroup v1 only: the cpu controller's directory [env QAS_CGROUP_CPU]",
+        )
+        p.add_argument(
+            "--target-pid",
+            type=int,
+            default=_env_default("QAS_TARGET_PID", int, None),
+            metavar="PID",
+            help="set CPU affinity and niceness of this process [env QAS_TARGET_PID; off]",
+        )
+        p.add_argument(
+            "--gpu-power-limit",
+            action="store_true",
+            default=_flag("QAS_GPU_POWER_LIMIT"),
+            help="set NVIDIA power limits through NVML (needs root) [env QAS_GPU_POWER_LIMIT; off]",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            default=_flag("QAS_DRY_RUN"),
+            help="actuators report what they would do and change nothing [env QAS_DRY_RUN]",
+        )
 
 
 def _log_level(p: argparse.ArgumentParser, default: str) -> None:
@@ -238,6 +273,11 @@ def _options(args: argparse.Namespace) -> Options:
         host_id=args.host_id,
         connect_timeout=getattr(args, "connect_timeout", 30.0),
         settings=settings,
+        cgroup=getattr(args, "cgroup", None),
+        cgroup_cpu=getattr(args, "cgroup_cpu", None),
+        target_pid=getattr(args, "target_pid", None),
+        gpu_power_limit=getattr(args, "gpu_power_limit", False),
+        dry_run=getattr(args, "dry_run", False),
     )
 
 

@@ -20,8 +20,10 @@ from typing import Any, TextIO
 
 import msgspec
 
+from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
-from services.applier.service import ApplierService
+from services.applier.pool import TieredPool
+from services.applier.service import ApplierService, Enactor
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
@@ -45,6 +47,12 @@ class Options:
     host_id: str = ""
     connect_timeout: float = 30.0
     settings: Settings = field(default_factory=Settings)
+    # Actuators: all off until configured; dry_run reports what they would do.
+    cgroup: Path | None = None
+    cgroup_cpu: Path | None = None
+    target_pid: int | None = None
+    gpu_power_limit: bool = False
+    dry_run: bool = False
 
     @property
     def resolved_host_id(self) -> str:
@@ -67,6 +75,19 @@ def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
     return HardwareProbe(
         opts.settings, opts.resolved_host_id, root=root, nvml=NvmlReader(load_pynvml())
     )
+
+
+def make_enactors(opts: Options, pool: TieredPool) -> list[Enactor]:
+    enactors: list[Enactor] = [PoolEnactor(pool)]
+    if opts.cgroup is not None:
+        enactors.append(CgroupLimits(opts.cgroup, opts.cgroup_cpu, dry_run=opts.dry_run))
+    if opts.target_pid is not None:
+        enactors.append(ProcessLimits(opts.target_pid, dry_run=opts.dry_run))
+    if opts.gpu_power_limit:
+        nvml = load_pynvml()
+        if nvml is not None:
+            enactors.append(GpuPowerLimit(nvml, dry_run=opts.dry_run))
+    return enactors
 
 
 class JsonLines:
@@ -129,8 +150,9 @@ async def run_services(
             if sink:
                 services["decider"].on_decision = sink.decision
         if "applier" in which:
-            applier = ApplierService(bus, opts.settings, host, metrics=metrics)
-            metrics.kafka_connected.set_function(lambda: 1.0 if bus.connected else 0.0)
+            pool = TieredPool(budget_bytes=64 << 20)
+            applier = ApplierService(bus, opts.settings, host, metrics=metrics, pool=pool,
+                                     enactors=make_enactors(opts, pool))  # fmt: skip
             if sink:
                 applier.on_result = sink.applied
             services["applier"] = applier

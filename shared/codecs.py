@@ -26,7 +26,7 @@ BLOCK: Final = 256
 Tier = Literal[8, 16, 32, 64, 80]
 F64 = npt.NDArray[np.float64]
 
-_INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}  # type: ignore[type-arg]
+_INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
 _LONGDOUBLE_BYTES: Final = 10 if platform_top_bits() == 80 else 8
 
 
@@ -36,7 +36,7 @@ class Encoded:
 
     bits: int
     n: int
-    payload: np.ndarray  # type: ignore[type-arg]
+    payload: np.ndarray
     ref: F64 | None = None  # per block (16/8-bit)
     scale: F64 | None = None
     block_error: F64 | None = None  # measured max |decoded - x| per block, absolute
@@ -69,7 +69,9 @@ def encode(values: npt.ArrayLike, bits: int) -> Encoded:
     if bits == 32:
         f = x.astype(np.float32)
         err = np.abs(f - x)
-        return Encoded(32, x.size, f, abs_error=float(np.nanmax(err, initial=0.0)), rel_error=_rel(err, x))
+        return Encoded(
+            32, x.size, f, abs_error=float(np.nanmax(err, initial=0.0)), rel_error=_rel(err, x)
+        )
     if bits == 80:
         return _encode_top(x)
     if bits in _INT:
@@ -138,7 +140,14 @@ def _encode_blocks(x: F64, bits: int) -> Encoded:
         rel = np.where(bound == 0, 0.0, bound / np.where(crosses, 0.0, low))
     payload = q.reshape(-1)[:n].copy() if n % BLOCK else q.reshape(-1)
     return Encoded(
-        bits, n, payload, ref, scale, bound, abs_error=float(bound.max()), rel_error=float(rel.max())
+        bits,
+        n,
+        payload,
+        ref,
+        scale,
+        bound,
+        abs_error=float(bound.max()),
+        rel_error=float(rel.max()),
     )
 
 

@@ -206,7 +206,13 @@ def decide(
         and p.scaling_factor < prior.scaling_factor
     )
     step = stabilise(
-        p.scaling_factor, p.precision_bits, prior_now, now=now, urgent=urgent, stabilize=stabilize, c=c
+        p.scaling_factor,
+        p.precision_bits,
+        prior_now,
+        now=now,
+        urgent=urgent,
+        stabilize=stabilize,
+        c=c,
     )
     if step.publish is False:
         return None, step.state

@@ -275,6 +275,9 @@ class ActuatorResult(Struct, frozen=True, kw_only=True):
     status: ApplyStatus
     detail: str
     dry_run: bool = False
+    bytes_before: Bytes | None = None  # memory pools only
+    bytes_after: Bytes | None = None
+    error_bound: NonNeg | None = None
 
 
 class ApplyResult(Envelope, frozen=True, kw_only=True):

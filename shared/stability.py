@@ -16,9 +16,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import math
+from typing import TypeVar
 
 import msgspec
 

@@ -6,10 +6,17 @@ Conventions: base units (_seconds, _bytes, _celsius), _ratio for 0-1 values, _to
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from services.applier.pool import TieredPool
 
 from shared.messages import ApplyResult, HardwareSnapshot, ScalingDecision, SensorReading
 
@@ -69,9 +76,6 @@ class Metrics:
             ["pool"],
             registry=r,
         )
-        self.pool_evictions = Counter(
-            "qas_pool_evicted_blocks", "Blocks evicted to stay within budget", ["pool"], registry=r
-        )
         self.hardware_changes = Counter(
             "qas_hardware_changes",
             "Hardware fingerprint changes (quantum collapses)",
@@ -84,10 +88,20 @@ class Metrics:
         self.kafka_connected = Gauge(
             "qas_kafka_connected", "1 when the bus is connected (always 1 in-process)", registry=r
         )
-        self.dead_letters = Counter(
-            "qas_dead_letters", "Messages sent to the dead-letter topic", ["service"], registry=r
-        )
+        self._dead: dict[str, Tally[str]] = {}
+        r.register(_DeadLetters(self._dead))
         self._server: Any = None
+
+    def watch_dead_letters(self, service: str, stats: Tally[str]) -> None:
+        """Export a service's dead-letter count (the consume loop keeps it in its stats)."""
+        self._dead[service] = stats
+
+    def observe_pool(self, pool: TieredPool, name: str = "prices") -> None:
+        by_tier = pool.bytes_by_tier()
+        for bits in (8, 16, 32, 64, 80):
+            self.pool_bytes.labels(name, str(bits)).set(by_tier.get(bits, 0))
+        self.pool_bytes.labels(name, "reserve").set(pool.reserved_bytes)
+        self.pool_error.labels(name).set(pool.error_bound())
 
     def observe_decision(self, d: ScalingDecision) -> None:
         h = d.host_id
@@ -134,3 +148,16 @@ class Metrics:
             assert isinstance(thread, threading.Thread)
             thread.join(timeout=5)
             self._server = None
+
+
+class _DeadLetters(Collector):
+    def __init__(self, sources: dict[str, Tally[str]]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "qas_dead_letters", "Messages sent to the dead-letter topic", labels=["service"]
+        )
+        for service, stats in self.sources.items():
+            family.add_metric([service], stats.get("dead_letters", 0))
+        yield family

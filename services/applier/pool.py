@@ -100,7 +100,10 @@ class TieredPool:
         return 0 if reserve is None else int(reserve.nbytes)
 
     def nbytes(self) -> int:
-        return sum(b.enc.nbytes for bs in list(self._buffers.values()) for b in bs) + self.reserved_bytes
+        return (
+            sum(b.enc.nbytes for bs in list(self._buffers.values()) for b in bs)
+            + self.reserved_bytes
+        )
 
     def bytes_by_tier(self) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -110,7 +113,9 @@ class TieredPool:
         return out
 
     def error_bound(self) -> float:
-        return max((b.enc.rel_error for bs in list(self._buffers.values()) for b in bs), default=0.0)
+        return max(
+            (b.enc.rel_error for bs in list(self._buffers.values()) for b in bs), default=0.0
+        )
 
     # --- writing (one writer at a time) ---------------------------------------------------
 
@@ -132,7 +137,9 @@ class TieredPool:
                 return False
             return True
 
-    def apply(self, bits: int, budget_bytes: int | None = None, *, reserve: bool | None = None) -> PoolReport:
+    def apply(
+        self, bits: int, budget_bytes: int | None = None, *, reserve: bool | None = None
+    ) -> PoolReport:
         """Enact a decision: the tier for ordinary data, the budget, the predictive reserve."""
         with self._lock:
             before = self.nbytes()
@@ -190,7 +197,9 @@ class TieredPool:
             if self._reserve is not None:
                 self._reserve = None  # the reserve is a bet; real data comes first
                 continue
-            low = [(b.seq, name, b) for name, b in self._all() if not b.high_value and b is not protect]
+            low = [
+                (b.seq, name, b) for name, b in self._all() if not b.high_value and b is not protect
+            ]
             if low:
                 _, name, b = min(low, key=lambda t: t[0])
                 self._replace(name, b, None)
@@ -204,7 +213,9 @@ class TieredPool:
             if not high:
                 return
             _, name, b = min(high, key=lambda t: t[0])
-            log.warning("budget below the high-value data alone: evicting high-value block %d", b.seq)
+            log.warning(
+                "budget below the high-value data alone: evicting high-value block %d", b.seq
+            )
             self._replace(name, b, None)
             report.evicted_high_value += 1
             self.evicted_high_value += 1

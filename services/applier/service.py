@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from services.applier.metrics import Metrics
+from services.applier.pool import TieredPool
 from services.bus.base import Bus
 from services.bus.consume import Route, consume, publish_retrying
 from shared.apply_policy import engine_config, skip_reason
@@ -22,6 +23,7 @@ from shared.messages import (
     ActuatorResult,
     ApplyResult,
     HardwareSnapshot,
+    PriceTick,
     ScalingDecision,
     SensorReading,
     encode,
@@ -29,6 +31,7 @@ from shared.messages import (
 
 log = logging.getLogger("qas.applier")
 SEEN_IDS = 10_000
+TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks
 
 
 class Enactor(Protocol):
@@ -49,6 +52,7 @@ class ApplierService:
         clock: Callable[[], float] = time.time,
         group: str = "qas-applier",
         honour_jitter: bool = True,
+        pool: TieredPool | None = None,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -62,11 +66,15 @@ class ApplierService:
         self.results: OrderedDict[str, ApplyResult] = OrderedDict()
         self.last_applied_time: dict[str, float] = {}
         self.on_result: Callable[[ApplyResult], None] | None = None
+        self.pool = pool
+        self._ticks: dict[str, list[float]] = {}
+        self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
         self._stop = asyncio.Event()
 
     def _enact(self, d: ScalingDecision, started: float) -> ApplyResult:
         outcomes = [e.enact(d) for e in self.enactors]
         failed = [o for o in outcomes if o.status == "failed"]
+        pools = [o for o in outcomes if o.bytes_after is not None]
         return ApplyResult(
             event_time=self.clock(),
             host_id=d.host_id,
@@ -74,6 +82,9 @@ class ApplierService:
             decision_event_time=d.event_time,
             status="failed" if failed else "applied",
             reason="; ".join(f"{o.actuator}: {o.detail}" for o in failed),
+            bytes_before=sum(o.bytes_before or 0 for o in pools),
+            bytes_after=sum(o.bytes_after or 0 for o in pools),
+            error_bound=max((o.error_bound or 0.0 for o in pools), default=0.0),
             duration_seconds=max(0.0, time.perf_counter() - started),
             engine_config=engine_config(d),
             actuators=outcomes,
@@ -81,6 +92,7 @@ class ApplierService:
 
     async def on_decision(self, d: ScalingDecision) -> None:
         self.metrics.observe_decision(d)
+        self._profit = d.inputs.profit_potential
         known = self.results.get(d.decision_id)
         if known is not None:  # redelivery: acknowledge again, enact nothing
             self.stats["redelivered"] += 1
@@ -116,6 +128,8 @@ class ApplierService:
             self.results.popitem(last=False)
         self.stats[result.status] += 1
         self.metrics.observe_apply(result)
+        if self.pool is not None:
+            self.metrics.observe_pool(self.pool)
         await self._publish(result)
 
     async def _publish(self, result: ApplyResult) -> None:
@@ -130,6 +144,20 @@ class ApplierService:
         if self.on_result is not None:
             self.on_result(result)
 
+    async def on_tick(self, tick: PriceTick) -> None:
+        """The engine's prices, kept in the pool at the decided precision."""
+        if self.pool is None:
+            return
+        buf = self._ticks.setdefault(tick.symbol, [])
+        buf.append(tick.price)
+        if len(buf) >= TICK_BLOCK:
+            self._ticks[tick.symbol] = []
+            if not self.pool.write(
+                f"prices/{tick.symbol}", buf, value=self._profit, now=tick.event_time
+            ):
+                self.stats["pool_rejected_writes"] += 1
+            self.metrics.observe_pool(self.pool)
+
     async def on_sensors(self, s: SensorReading) -> None:
         self.metrics.observe_sensors(s)
 
@@ -142,6 +170,7 @@ class ApplierService:
             t.decisions: Route(ScalingDecision, self.on_decision),
             t.sensors: Route(SensorReading, self.on_sensors),
             t.hardware: Route(HardwareSnapshot, self.on_hardware),
+            t.ticks: Route(PriceTick, self.on_tick),
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -149,7 +178,8 @@ class ApplierService:
         routes = self.routes()
         consumer = self.bus.consumer(list(routes), self.group)
         await consumer.start()
-        self.metrics.kafka_connected.set(1 if self.bus.connected else 0)
+        self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
+        self.metrics.watch_dead_letters("applier", self.stats)
         try:
             await consume(
                 self.bus,

@@ -33,7 +33,10 @@ def test_budget_and_high_value_invariants_under_random_decisions(ops) -> None:  
         if o[0] == "write":
             _, name, value, n = o
             start = int(t * 7) % (PRICES.size - n)
-            if pool.write(f"b{name}", PRICES[start : start + n], value=value, now=t) and value >= 0.8:
+            if (
+                pool.write(f"b{name}", PRICES[start : start + n], value=value, now=t)
+                and value >= 0.8
+            ):
                 written_high.add(pool._seq)
         else:
             _, bits, budget, reserve = o
@@ -105,7 +108,7 @@ def test_many_readers_one_writer() -> None:
                 if snap.values.size:
                     assert np.all(np.isfinite(snap.values))
                     assert len(snap.tiers) >= 1
-        except BaseException as exc:  # noqa: BLE001 - surface anything a reader hits
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(4)]

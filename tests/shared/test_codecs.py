@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from shared.codecs import BLOCK, decode, decode_extended, encode, measured_error, nominal_bytes, reencode
+from shared.codecs import (
+    BLOCK,
+    decode,
+    decode_extended,
+    encode,
+    measured_error,
+    nominal_bytes,
+    reencode,
+)
 from shared.precision import platform_top_bits
 from tests.support.data import sp500_close, tick_like, wti
 

@@ -77,12 +77,16 @@ def test_smoothing_filters_noise_but_follows_a_step() -> None:
     prior, published = PriorState(), []
     for k in range(100):  # 10 s at 10 Hz alternating 0.55 / 0.75: raw plan flaps 1.0 <-> 1.19
         e = 0.75 if k % 2 else 0.55
-        d, prior = decide(inputs_for(reference_host(), e, 0.3, 0.5), prior, host_id="h", now=k / 10, c=c)
+        d, prior = decide(
+            inputs_for(reference_host(), e, 0.3, 0.5), prior, host_id="h", now=k / 10, c=c
+        )
         if d is not None:
             published.append(d.scaling_factor)
     assert len(published) <= 3  # the first decision, then at most the smoothed level
     last = None
     for k in range(50):  # then a real step to 0.95 for 5 s
-        d, prior = decide(inputs_for(reference_host(), 0.95, 0.3, 0.5), prior, host_id="h", now=10 + k / 10, c=c)
+        d, prior = decide(
+            inputs_for(reference_host(), 0.95, 0.3, 0.5), prior, host_id="h", now=10 + k / 10, c=c
+        )
         last = d or last
     assert last is not None and last.scaling_factor > 1.3  # followed within seconds

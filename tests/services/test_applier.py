@@ -1,0 +1,214 @@
+"""The applier: gate, idempotency, actuators, pool figures and the Prometheus page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
+from services.applier.metrics import Metrics
+from services.applier.pool import TieredPool
+from services.applier.service import ApplierService
+from services.bus.memory import MemoryBus
+from services.observer import sysfs
+from shared.config import DecisionConstants, Settings
+from shared.decision import decide
+from shared.messages import ApplyResult, PriceTick, PriorState, ScalingDecision, decode, encode
+from tests.support.factories import inputs_for, reference_host, sensors
+from tests.support.fake_nvml import RTX_3060_TI, FakeNvml
+
+S = Settings(decision=DecisionConstants(max_jitter_seconds=0.0))
+
+
+def decision(
+    e: float = 0.5, t: float = 0.2, p: float = 0.5, now: float | None = None, **kw: object
+) -> ScalingDecision:
+    d, _ = decide(inputs_for(reference_host(), e, t, p, **kw), PriorState(), host_id="h",
+                  now=time.time() if now is None else now, c=S.decision)  # fmt: skip
+    assert d is not None
+    return d
+
+
+async def run_applier(
+    svc: ApplierService, bus: MemoryBus, msgs: list[tuple[str, bytes]], expect: int
+) -> list[ApplyResult]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    for topic, data in msgs:
+        await bus.publish(topic, "h", data)
+    reader = bus.consumer([S.topics.applied], "reader")
+    await reader.start()
+    out: list[ApplyResult] = []
+    async with asyncio.timeout(5):
+        while len(out) < expect:
+            out += [decode(r.value, ApplyResult) for r in await reader.getmany(timeout=0.1)]
+    stop.set()
+    await task
+    return out
+
+
+async def test_gate_and_idempotent_redelivery() -> None:
+    bus = MemoryBus()
+    pool = TieredPool(budget_bytes=10**8)
+    svc = ApplierService(bus, S, "me", enactors=[PoolEnactor(pool)], pool=pool)
+    good = decision(p=0.9)
+    stale = decision(now=time.time() - 600)
+    unsure = msgspec.structs.replace(decision(), decision_id="unsure", confidence=0.5)
+    older = msgspec.structs.replace(decision(), decision_id="older", event_time=good.event_time - 1)
+    msgs = [(S.topics.decisions, encode(m)) for m in (good, good, stale, unsure, older)]
+    results = await run_applier(svc, bus, msgs, 5)
+    assert [r.status for r in results] == ["applied", "applied", "skipped", "skipped", "skipped"]
+    assert results[0] == results[1]  # redelivered: the same acknowledgement, not applied twice
+    assert svc.stats["applied"] == 1 and svc.stats["redelivered"] == 1
+    assert "stale" in results[2].reason and "confidence 0.50" in results[3].reason
+    assert "older" in results[4].reason
+    assert (
+        results[0].engine_config is not None
+        and results[0].engine_config.precision_bits == good.precision_bits
+    )
+
+
+async def test_ticks_fill_the_pool_and_apply_results_carry_its_figures() -> None:
+    bus = MemoryBus()
+    pool = TieredPool(budget_bytes=10**8)
+    svc = ApplierService(bus, S, "me", enactors=[PoolEnactor(pool)], pool=pool)
+    prices = 43_210.55 + np.cumsum(np.random.default_rng(5).integers(-3, 4, 2048)) * 0.01
+    msgs = [(S.topics.ticks, encode(PriceTick(event_time=1.0 + i, host_id="h", symbol="ES", price=float(p))))
+            for i, p in enumerate(prices)]  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    for topic, data in msgs:
+        await bus.publish(topic, "h", data)
+    async with asyncio.timeout(5):  # topics are not ordered against each other: wait for the ticks
+        while len(pool.blocks("prices/ES")) < 2:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    low = decision(p=0.1)  # low value: 8-bit
+    results = await run_applier(svc, bus, [(S.topics.decisions, encode(low))], 1)
+    (r,) = results
+    assert r.status == "applied" and r.bytes_before > r.bytes_after > 0
+    assert 0 < r.error_bound <= 0.01
+    snap = pool.read("prices/ES")
+    assert snap.tiers == (8, 8) and np.max(np.abs(snap.values - prices) / prices) <= r.error_bound
+
+
+def test_cgroup_v2_tree_and_dry_run(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    d = decision(e=0.9)
+    dry = CgroupLimits(tmp_path, dry_run=True).enact(d)
+    assert dry.status == "applied" and dry.dry_run and "would write memory.high=" in dry.detail
+    assert not (tmp_path / "memory.high").exists()
+    res = CgroupLimits(tmp_path).enact(d)
+    assert res.status == "applied"
+    assert (tmp_path / "memory.high").read_text() == str(d.memory_budget_bytes)
+    assert (tmp_path / "cpu.max").read_text() == f"{d.workers * 100000} 100000"
+
+
+def test_cgroup_v1_tree(tmp_path: Path) -> None:
+    mem, cpu = tmp_path / "memory", tmp_path / "cpu"
+    mem.mkdir()
+    cpu.mkdir()
+    (mem / "memory.soft_limit_in_bytes").write_text("0")
+    d = decision()
+    assert CgroupLimits(mem, cpu).enact(d).status == "applied"
+    assert (mem / "memory.soft_limit_in_bytes").read_text() == str(d.memory_budget_bytes)
+    assert (cpu / "cpu.cfs_quota_us").read_text() == str(d.workers * 100000)
+
+
+def test_missing_cgroup_and_permission_errors_are_failed_results(tmp_path: Path) -> None:
+    gone = CgroupLimits(tmp_path / "nope").enact(decision())
+    assert gone.status == "failed" and "no cgroup" in gone.detail
+    (tmp_path / "cgroup.controllers").write_text("")
+    (tmp_path / "memory.high").mkdir()  # writing to a directory fails like a refused write
+    bad = CgroupLimits(tmp_path).enact(decision())
+    assert bad.status == "failed" and "cannot write" in bad.detail
+    missing = ProcessLimits(pid=2**22 + 12345).enact(decision())
+    assert missing.status == "failed" and "no process" in missing.detail
+
+
+def test_real_child_cgroup_where_permitted() -> None:
+    own = sysfs.cgroup_paths(Path("/")).get("memory")
+    base = (
+        Path("/sys/fs/cgroup/memory") / (own or "/").lstrip("/") if own else Path("/sys/fs/cgroup")
+    )
+    child = base / f"qas-test-{os.getpid()}"
+    try:
+        child.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot create a child cgroup under {base}: {exc.strerror}")
+    try:
+        d = decision()
+        res = CgroupLimits(child).enact(d)
+        limit_file = (
+            "memory.high" if (child / "memory.high").exists() else "memory.soft_limit_in_bytes"
+        )
+        assert res.status in ("applied", "failed")  # v1 cpu lives elsewhere: the detail says which
+        assert int((child / limit_file).read_text()) // 4096 == d.memory_budget_bytes // 4096
+    finally:
+        child.rmdir()
+
+
+def test_process_limits_on_this_process_dry_run() -> None:
+    res = ProcessLimits(os.getpid(), dry_run=True).enact(decision(t=0.95))
+    assert res.status == "applied" and res.dry_run and "nice" in res.detail
+    assert ProcessLimits.nice_for(1.2) == 0 and ProcessLimits.nice_for(0.5) == 10
+
+
+def test_gpu_power_limit_through_the_nvml_stand_in() -> None:
+    nvml = FakeNvml([RTX_3060_TI.__class__(**RTX_3060_TI.__dict__)])
+    hot = decision(t=0.95)
+    assert GpuPowerLimit(nvml, dry_run=True).enact(hot).dry_run and not nvml.power_limits_set
+    res = GpuPowerLimit(nvml).enact(hot)
+    assert res.status == "applied"
+    ((idx, mw),) = nvml.power_limits_set
+    assert idx == 0 and mw == int(100_000 + 150_000 * hot.scaling_factor)
+
+    def refuse(h: object, mw: int) -> None:
+        import pynvml
+
+        raise pynvml.NVMLError_NoPermission()
+
+    nvml.nvmlDeviceSetPowerManagementLimit = refuse  # type: ignore[method-assign]
+    denied = GpuPowerLimit(nvml).enact(hot)
+    assert denied.status == "failed" and "Permission" in denied.detail
+
+
+def test_metrics_page_parses_and_follows_conventions() -> None:
+    m = Metrics()
+    port = m.serve(0)
+    try:
+        pool = TieredPool(budget_bytes=10**7)
+        pool.write("p", np.linspace(100, 101, 4096), value=0.5, now=1)
+        m.observe_pool(pool)
+        d = decision(e=0.9)
+        m.observe_decision(d)
+        m.observe_sensors(sensors(host="h", temperatures=[]))
+        m.observe_apply(ApplyResult(event_time=d.event_time + 0.01, host_id="h", decision_id="x",
+                                    decision_event_time=d.event_time, status="applied"))  # fmt: skip
+        m.kafka_connected.set(1)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        m.close()
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    for name in ("qas_scaling_factor", "qas_memory_adjustment", "qas_precision_bits",
+                 "qas_coherence_ratio", "qas_confidence_ratio", "qas_decisions", "qas_applies",
+                 "qas_decision_apply_latency_seconds", "qas_pool_bytes", "qas_pool_error_bound_ratio",
+                 "qas_hardware_changes", "qas_temperature_celsius", "qas_kafka_connected",
+                 "qas_dead_letters", "qas_memory_budget_bytes", "qas_thermal_state_ratio"):  # fmt: skip
+        assert name in families, name
+    assert families["qas_decisions"].type == "counter"
+    assert any(s.name == "qas_decisions_total" and s.labels == {"trigger": "market_entropy"}
+               for s in families["qas_decisions"].samples)  # fmt: skip
+    assert families["qas_decision_apply_latency_seconds"].type == "histogram"
+    tiers = {s.labels["tier"]: s.value for s in families["qas_pool_bytes"].samples}
+    assert tiers["16"] > 0 and tiers["8"] == 0
+    assert "_total_total" not in body

@@ -77,7 +77,10 @@ class QuantumAutoScaler:
         self._host = HostState()
         self._host.observe_hardware(self.hardware)
         self._last_applied_time: float | None = None
-        self.chamber_state = ChamberState(coherence_score=self.hardware.scores.coherence_score)
+        # Observing the hardware is what ends SUPERPOSITION: the chamber starts collapsed onto it.
+        self.chamber_state = ChamberState(
+            quantum_state="COLLAPSED", coherence_score=self.hardware.scores.coherence_score
+        )
 
     def measured_thermal_state(self) -> float:
         return self.probe.sample().thermal_state

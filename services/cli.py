@@ -190,6 +190,37 @@ def _common(p: argparse.ArgumentParser, *, kafka_required: bool, metrics: bool) 
         )
 
 
+def _speed(text: str) -> float | None:
+    if text.lower() == "max":
+        return None
+    return _positive_float(text)
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "csv",
+        type=Path,
+        metavar="CSV",
+        help="price file: Yahoo OHLCV, FRED two-column, or pandas OHLCV; '.gz' is read too; "
+        "'sample' is the S&P 500 2007-2009 sample shipped with QAS",
+    )
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="X|max",
+        help="rows spaced by their time gap divided by X (86400: a day a second); "
+        "max: as fast as possible [default: max]",
+    )
+    p.add_argument(
+        "--time-column", default=None, metavar="NAME", help="the time column (default: detected)"
+    )
+    p.add_argument(
+        "--price-column", default=None, metavar="NAME", help="the price column (default: detected)"
+    )
+    p.add_argument("--symbol", default=None, help="symbol for the ticks (default: the file name)")
+
+
 def _log_level(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument(
         "--log-level",
@@ -214,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run, kafka_required=False, metrics=True)
     run.add_argument(
+        "--market",
+        choices=["none", "sample"],
+        default=_env("QAS_MARKET") or "none",
+        help="sample: feed the shipped S&P 500 2007-2009 sample, looping, as the market when no "
+        "engine publishes [env QAS_MARKET; none]",
+    )
+    run.add_argument(
+        "--market-rate",
+        type=_positive_float,
+        default=_env_default("QAS_MARKET_RATE", _positive_float, 20.0),
+        metavar="ROWS_PER_SECOND",
+        help="pace of --market sample [env QAS_MARKET_RATE; 20]",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         default=_flag("QAS_JSON"),
@@ -234,6 +279,36 @@ def build_parser() -> argparse.ArgumentParser:
             default=_flag("QAS_JSON"),
             help="print decisions/apply results as JSON lines [env QAS_JSON]",
         )
+
+    rp = sub.add_parser(
+        "replay", help="replay a price file (CSV, optionally .gz) through the pipeline"
+    )
+    _replay_args(rp)
+    rp.add_argument(
+        "--json",
+        action="store_true",
+        default=_flag("QAS_JSON"),
+        help="one JSON line per decision (type, input_time, inputs, fields) and apply result",
+    )
+    rp.add_argument(
+        "--bootstrap-servers",
+        type=_bootstrap,
+        default=_env_default("QAS_BOOTSTRAP_SERVERS", _bootstrap, None),
+        metavar="HOST:PORT",
+        help="replay through Kafka [env QAS_BOOTSTRAP_SERVERS; default: embedded bus]",
+    )
+    rp.add_argument(
+        "--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]"
+    )
+
+    rep = sub.add_parser("report", help="replay a price file and draw what QAS did (PNG or HTML)")
+    _replay_args(rep)
+    rep.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="report.png or report.html"
+    )
+    rep.add_argument(
+        "--host-id", default=_env("QAS_HOST_ID") or "", help="host id [env QAS_HOST_ID]"
+    )
 
     hw = sub.add_parser("hardware", help="what the observer sees on this machine")
     hw.add_argument("--json", action="store_true", default=_flag("QAS_JSON"), help="JSON output")
@@ -278,6 +353,8 @@ def _options(args: argparse.Namespace) -> Options:
         target_pid=getattr(args, "target_pid", None),
         gpu_power_limit=getattr(args, "gpu_power_limit", False),
         dry_run=getattr(args, "dry_run", False),
+        market=getattr(args, "market", "none"),
+        market_rate=getattr(args, "market_rate", 20.0),
     )
 
 
@@ -327,6 +404,57 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_replay(args: argparse.Namespace) -> tuple[Any, str]:
+    from services.replay import read_series
+    from shared.data import SAMPLE
+
+    path = SAMPLE if str(args.csv) == "sample" else args.csv
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
+    try:
+        series = read_series(path, args.time_column, args.price_column)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise CliError(f"{path}: {exc}") from None
+    log = logging.getLogger("qas.replay")
+    log.info("%s: %s layout, time %r, price %r; %s", path.name, series.layout, series.time_column,
+             series.price_column, series.summary())  # fmt: skip
+    if series.skipped:
+        print(f"skipped rows in {path.name}: {series.summary()}", file=sys.stderr)
+    if series.prices.size < 2:
+        raise CliError(f"{path}: fewer than two usable rows ({series.summary()})")
+    symbol = args.symbol or path.name.split(".")[0]
+    return series, symbol
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from services.replay import Progress, replay
+
+    series, symbol = _load_for_replay(args)
+    opts = _options(args)
+    sink = JsonLines() if args.json else None
+    result = asyncio.run(replay(opts, series, speed=args.speed, symbol=symbol, sink=sink,
+                                progress=Progress(series.prices.size)))  # fmt: skip
+    print(f"replayed {series.prices.size} rows: {len(result.decisions)} decisions, "
+          f"{result.applied} applied", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from services.replay import Progress, replay
+    from services.report_plot import write_report
+
+    suffix = args.output.suffix.lower()
+    if suffix not in (".png", ".html"):
+        raise CliError(f"--output must end in .png or .html, got {args.output.name!r}")
+    series, symbol = _load_for_replay(args)
+    result = asyncio.run(replay(_options(args), series, speed=args.speed, symbol=symbol,
+                                progress=Progress(series.prices.size)))  # fmt: skip
+    write_report(result, args.output, title=f"QAS replay of {symbol}")
+    print(f"wrote {args.output} ({len(result.decisions)} decisions over {series.prices.size} rows)",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -361,6 +489,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_run(args, (args.command,))
     if args.command == "hardware":
         return _cmd_hardware(args)
+    if args.command == "replay":
+        return _cmd_replay(args)
+    if args.command == "report":
+        return _cmd_report(args)
     return _cmd_decide(args)
 
 

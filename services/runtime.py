@@ -13,8 +13,10 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +34,7 @@ from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
 from shared.config import Settings
-from shared.messages import ApplyResult, ScalingDecision, Struct
+from shared.messages import ApplyResult, PriceTick, ScalingDecision, Struct, encode
 
 log = logging.getLogger("qas")
 
@@ -53,6 +55,8 @@ class Options:
     target_pid: int | None = None
     gpu_power_limit: bool = False
     dry_run: bool = False
+    market: str = "none"  # "sample": loop the shipped S&P 500 sample as the market
+    market_rate: float = 20.0  # rows per second
 
     @property
     def resolved_host_id(self) -> str:
@@ -77,6 +81,25 @@ def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
     )
 
 
+async def sample_market(opts: Options, bus: Bus, stop: asyncio.Event) -> None:
+    """Loop the shipped sample as live ticks (wall-clock time), for a demo without an engine."""
+    from services.replay import read_series
+    from shared.data import SAMPLE
+
+    series = await asyncio.to_thread(read_series, SAMPLE)
+    host, topic = opts.resolved_host_id, opts.settings.topics.ticks
+    log.info("market: looping %s at %g rows/s", SAMPLE.name, opts.market_rate)
+    while not stop.is_set():
+        for price in series.prices.tolist():
+            tick = PriceTick(event_time=time.time(), host_id=host, symbol="SPX-sample", price=price)
+            await bus.publish(topic, host, encode(tick))
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0 / opts.market_rate)
+                return
+            except TimeoutError:
+                pass
+
+
 def make_enactors(opts: Options, pool: TieredPool) -> list[Enactor]:
     enactors: list[Enactor] = [PoolEnactor(pool)]
     if opts.cgroup is not None:
@@ -97,14 +120,19 @@ class JsonLines:
         self.out = out
         self.counts = {"decision": 0, "applied": 0}
 
-    def emit(self, kind: str, msg: Struct) -> None:
-        record: dict[str, Any] = {"type": kind, **msgspec.to_builtins(msg)}
+    def emit(self, kind: str, msg: Struct, extra: dict[str, Any] | None = None) -> None:
+        record: dict[str, Any] = {"type": kind, **(extra or {}), **msgspec.to_builtins(msg)}
         self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.out.flush()
         self.counts[kind] += 1
 
     def decision(self, d: ScalingDecision) -> None:
-        self.emit("decision", d)
+        self.emit("decision", d, {
+            "input_time": datetime.fromtimestamp(d.event_time, UTC).isoformat(),
+            "market_entropy": d.inputs.market_entropy,
+            "profit_potential": d.inputs.profit_potential,
+            "thermal_state": d.inputs.thermal_state,
+        })  # fmt: skip
 
     def applied(self, r: ApplyResult) -> None:
         self.emit("applied", r)
@@ -171,6 +199,8 @@ async def run_services(
             tg.create_task(_stop_after(stop, opts.duration))
             if extra is not None:
                 tg.create_task(extra(bus, stop))
+            if opts.market == "sample":
+                tg.create_task(sample_market(opts, bus, stop))
     finally:
         stop.set()
         metrics.close()

@@ -53,6 +53,7 @@ class ApplierService:
         group: str = "qas-applier",
         honour_jitter: bool = True,
         pool: TieredPool | None = None,
+        event_clock: bool = False,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -67,6 +68,7 @@ class ApplierService:
         self.last_applied_time: dict[str, float] = {}
         self.on_result: Callable[[ApplyResult], None] | None = None
         self.pool = pool
+        self.event_clock = event_clock  # replays: judge a decision at its own time
         self._ticks: dict[str, list[float]] = {}
         self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
         self._stop = asyncio.Event()
@@ -98,10 +100,14 @@ class ApplierService:
             self.stats["redelivered"] += 1
             await self._publish(known)
             return
-        reason = skip_reason(
-            d, self.last_applied_time.get(d.host_id), self.clock(), self.settings.applier
-        )
-        if reason is None and self.honour_jitter and d.apply_after_seconds > 0:
+        now = d.event_time if self.event_clock else self.clock()
+        reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier)
+        if (
+            reason is None
+            and self.honour_jitter
+            and not self.event_clock
+            and d.apply_after_seconds > 0
+        ):
             # Per-host jitter: hosts of a fleet do not all resize at one instant.
             wait = d.event_time + d.apply_after_seconds - self.clock()
             if wait > 0:

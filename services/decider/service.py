@@ -13,9 +13,11 @@ from services.bus.consume import Route, consume, publish_retrying
 from services.decider.state import HostState
 from shared.config import Settings
 from shared.decision import decide
+from shared.market import StreamingEstimator
 from shared.messages import (
     HardwareSnapshot,
     MarketEntropy,
+    PriceTick,
     ProfitPotential,
     ScalingDecision,
     SensorReading,
@@ -35,6 +37,7 @@ class DeciderService:
         *,
         clock: Callable[[], float] = time.time,
         group: str = "qas-decider",
+        event_clock: bool = False,
     ) -> None:
         self.bus = bus
         self.settings = settings
@@ -45,6 +48,10 @@ class DeciderService:
         self.stats: Counter[str] = Counter()
         self.top_bits = platform_top_bits()
         self.on_decision: Callable[[ScalingDecision], None] | None = None
+        # Replays decide at the time of the input being replayed, not at the wall clock.
+        self.event_clock = event_clock
+        self._event_time = 0.0
+        self._estimators: dict[tuple[str, str], StreamingEstimator] = {}
         self._stop = asyncio.Event()
 
     def _host(self, host_id: str) -> HostState:
@@ -52,7 +59,7 @@ class DeciderService:
 
     async def _evaluate(self, host_id: str) -> None:
         state = self._host(host_id)
-        now = self.clock()
+        now = self._event_time if self.event_clock else self.clock()
         decision, state.prior = decide(
             state.inputs(now, self.top_bits),
             state.prior,
@@ -78,19 +85,51 @@ class DeciderService:
 
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
         self._host(snap.host_id).observe_hardware(snap)
-        await self._evaluate(snap.host_id)
+        if not self.event_clock:  # replays: market events set the time and drive decisions
+            await self._evaluate(snap.host_id)
 
     async def on_sensors(self, reading: SensorReading) -> None:
         self._host(reading.host_id).sensors = reading
-        await self._evaluate(reading.host_id)
+        if not self.event_clock:
+            await self._evaluate(reading.host_id)
 
     async def on_entropy(self, msg: MarketEntropy) -> None:
+        self._event_time = msg.event_time
         self._host(msg.host_id).entropy = msg
         await self._evaluate(msg.host_id)
 
     async def on_profit(self, msg: ProfitPotential) -> None:
+        self._event_time = msg.event_time
         self._host(msg.host_id).profit = msg
         await self._evaluate(msg.host_id)
+
+    async def on_tick(self, tick: PriceTick) -> None:
+        """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
+        unless the engine's own values are fresh."""
+        self._event_time = tick.event_time
+        est = self._estimators.setdefault((tick.host_id, tick.symbol), StreamingEstimator())
+        derived = est.update(tick.price)
+        if derived is None:
+            return
+        state = self._host(tick.host_id)
+        limit = self.settings.decision.staleness_seconds
+        t = tick.event_time
+        if (
+            state.entropy is None
+            or state.entropy.source == "ticks"
+            or t - state.entropy.event_time > limit
+        ):
+            state.entropy = MarketEntropy(
+                event_time=t, host_id=tick.host_id, value=derived[0], source="ticks"
+            )
+        if (
+            state.profit is None
+            or state.profit.source == "heuristic:trend"
+            or t - state.profit.event_time > limit
+        ):
+            state.profit = ProfitPotential(event_time=t, host_id=tick.host_id, value=derived[1],
+                                           source="heuristic:trend")  # fmt: skip
+        await self._evaluate(tick.host_id)
 
     def routes(self) -> dict[str, Route]:
         t = self.settings.topics
@@ -99,6 +138,7 @@ class DeciderService:
             t.sensors: Route(SensorReading, self.on_sensors),
             t.entropy: Route(MarketEntropy, self.on_entropy),
             t.profit: Route(ProfitPotential, self.on_profit),
+            t.ticks: Route(PriceTick, self.on_tick),
         }
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -1,0 +1,120 @@
+"""A trading engine that uses QAS over Kafka, the way a user integrates it.
+
+The engine publishes what it sees of the market (ticks, and its own entropy and profit
+estimates) and subscribes to `qas.decisions`, adopting the batch size and precision tier as
+they change. Run QAS beside it (`qas run --bootstrap-servers HOST:PORT`), then:
+
+    python examples/trading_engine.py --bootstrap-servers HOST:PORT --duration 30
+
+It reads prices from the sample shipped with QAS; a real engine would use its own feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.replay import read_series
+from shared.data import SAMPLE
+from shared.market import StreamingEstimator
+
+log = logging.getLogger("engine")
+
+
+class Engine:
+    """The trading side: it only needs to know the JSON on the topics."""
+
+    def __init__(self, bootstrap: str, host_id: str) -> None:
+        self.bootstrap, self.host_id = bootstrap, host_id
+        self.batch_size = 256
+        self.precision = "float64"
+        self.adopted: list[dict[str, object]] = []
+
+    def _event(self, **fields: object) -> bytes:
+        return json.dumps({"event_time": time.time(), "host_id": self.host_id, **fields}).encode()
+
+    async def publish_market(
+        self, producer: AIOKafkaProducer, stop: asyncio.Event, rate: float
+    ) -> int:
+        prices = read_series(SAMPLE).prices
+        estimator = StreamingEstimator()  # the engine's own estimate; QAS could derive it too
+        key = self.host_id.encode()
+        sent = 0
+        for price in prices.tolist():
+            if stop.is_set():
+                break
+            await producer.send_and_wait(
+                "market.ticks", self._event(symbol="SPX", price=price), key=key
+            )
+            estimate = estimator.update(price)
+            if estimate is not None:
+                entropy, profit = estimate
+                await producer.send_and_wait("market.entropy", self._event(value=entropy), key=key)
+                await producer.send_and_wait("market.profit", self._event(value=profit), key=key)
+            # the engine's real work would go here, in batches of self.batch_size
+            sent += 1
+            await asyncio.sleep(1.0 / rate)
+        return sent
+
+    async def follow_decisions(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            "qas.decisions", bootstrap_servers=self.bootstrap, group_id=f"engine-{self.host_id}",
+            auto_offset_reset="latest", enable_auto_commit=True,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                for msg in (m for msgs in batch.values() for m in msgs):
+                    d = json.loads(msg.value)
+                    if d["host_id"] != self.host_id or d["confidence"] <= 0.7:
+                        continue  # another host's decision, or one QAS itself would not apply
+                    if (d["batch_size"], d["precision_tier"]) != (self.batch_size, self.precision):
+                        self.batch_size, self.precision = d["batch_size"], d["precision_tier"]
+                        self.adopted.append(d)
+                        log.info("adopted batch %d, precision %s (factor %.2f): %s", self.batch_size,
+                                 self.precision, d["scaling_factor"], " ".join(d["reasons"]))  # fmt: skip
+        finally:
+            await consumer.stop()
+
+
+async def run(bootstrap: str, duration: float, rate: float, host_id: str) -> Engine:
+    engine = Engine(bootstrap, host_id)
+    stop = asyncio.Event()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        follower = asyncio.create_task(engine.follow_decisions(stop))
+        await asyncio.sleep(0.5)
+        market = asyncio.create_task(engine.publish_market(producer, stop, rate))
+        await asyncio.sleep(duration)
+        stop.set()
+        await asyncio.gather(follower, market)
+    finally:
+        await producer.stop()
+    return engine
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to trade (default 30)")
+    p.add_argument("--rate", type=float, default=50.0, help="ticks per second (default 50)")
+    p.add_argument("--host-id", default=socket.gethostname(), help="must match QAS's --host-id")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    engine = asyncio.run(run(args.bootstrap_servers, args.duration, args.rate, args.host_id))
+    print(f"adopted {len(engine.adopted)} configurations; final batch {engine.batch_size}, "
+          f"precision {engine.precision}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

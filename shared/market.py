@@ -130,7 +130,9 @@ class StreamingEstimator:
         # and a last-bit difference would rank them differently.
         row = np.lib.stride_tricks.sliding_window_view(r, self.window)
         vol = float(row.std(axis=1)[0])
-        trend = 0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(self.window))
+        trend = (
+            0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(self.window))
+        )
         pe = permutation_entropy(r) if vol > 0 else 0.0
         vol_rank = _rank(vol, self._vols) if vol > 0 else 0.0
         rank = _rank(trend, self._trends)

@@ -37,7 +37,7 @@ def _settings() -> Settings:
     return Settings(
         topics=topics,
         sensor_interval_seconds=0.2,
-        decision=DecisionConstants(max_jitter_seconds=0.0, tolerance=0.0),
+        decision=DecisionConstants(max_jitter_seconds=0.0, tolerance=0.0, smoothing_seconds=0.0),
     )
 
 

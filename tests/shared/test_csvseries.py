@@ -61,7 +61,9 @@ def test_bad_rows_are_skipped_and_counted_exactly() -> None:
 
 
 def test_overrides_and_layout_errors() -> None:
-    s = load(["when,bid,ask", "2024-01-01,1,2", "2024-01-02,3,4"], time_column="when", price_column="ask")
+    s = load(
+        ["when,bid,ask", "2024-01-01,1,2", "2024-01-02,3,4"], time_column="when", price_column="ask"
+    )
     assert list(s.prices) == [2.0, 4.0]
     with pytest.raises(LayoutError, match="cannot tell which column is the price"):
         load(["when,bid,ask", "2024-01-01,1,2"])

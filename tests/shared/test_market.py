@@ -16,7 +16,9 @@ from tests.support.data import DATA, sp500_close, tick_like
 def _sp500() -> tuple[list[datetime], np.ndarray]:  # type: ignore[type-arg]
     with gzip.open(DATA / "sp500.csv.gz", "rt") as f:
         rows = list(csv.DictReader(f))
-    return [datetime.strptime(r["Date"], "%m/%d/%Y") for r in rows], np.array([float(r["Close"]) for r in rows])
+    return [datetime.strptime(r["Date"], "%m/%d/%Y") for r in rows], np.array(
+        [float(r["Close"]) for r in rows]
+    )
 
 
 def _mean(dates: list[datetime], values: np.ndarray, a: datetime, b: datetime) -> float:  # type: ignore[type-arg]

@@ -142,7 +142,9 @@ async def replay(
             async with asyncio.timeout(max(30.0, n / 200)):
                 while decider.stats[f"consumed:{t.ticks}"] < n and not stop.is_set():  # noqa: ASYNC110 - a counter, not an event
                     await asyncio.sleep(0.02)
-            await asyncio.sleep(0.1)  # the last decisions reach the applier
+                done = f"consumed:{t.decisions}"
+                while applier.stats[done] < decider.stats["decisions"] and not stop.is_set():  # noqa: ASYNC110 - counters
+                    await asyncio.sleep(0.02)  # every decision applied (or skipped) before we stop
             stop.set()
             del tasks
         log.info("replayed %d rows in %.1f s: %d decisions", n, time.monotonic() - started,

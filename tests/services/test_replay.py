@@ -110,3 +110,12 @@ def test_engine_example_against_the_test_broker(broker: TansuBroker) -> None:
     adopted = int(r.stdout.split("adopted ")[1].split()[0])
     assert adopted >= 1, r.stdout + r.stderr[-2000:]
     assert "Traceback" not in err
+
+
+def test_replay_ends_only_when_every_decision_reached_the_applier() -> None:
+    r = run("replay", str(DATA / "sp500.csv.gz"))
+    assert r.returncode == 0, r.stderr
+    summary = r.stderr.strip().splitlines()[-1]  # "replayed N rows: D decisions, A applied"
+    decisions = int(summary.split(": ")[1].split()[0])
+    applied = int(summary.split(", ")[1].split()[0])
+    assert decisions > 1000 and applied == decisions, summary

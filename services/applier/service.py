@@ -16,7 +16,7 @@ from typing import Protocol
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.bus.base import Bus
-from services.bus.consume import Route, consume, publish_retrying
+from services.bus.consume import Route, publish_retrying, serve
 from shared.apply_policy import engine_config, skip_reason
 from shared.config import Settings
 from shared.messages import (
@@ -182,20 +182,15 @@ class ApplierService:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         routes = self.routes()
-        consumer = self.bus.consumer(list(routes), self.group)
-        await consumer.start()
         self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
         self.metrics.watch_dead_letters("applier", self.stats)
-        try:
-            await consume(
-                self.bus,
-                consumer,
-                routes,
-                stop=stop,
-                dlq_topic=self.settings.topics.dlq,
-                host_id=self.host_id,
-                service="applier",
-                stats=self.stats,
-            )
-        finally:
-            await consumer.stop()
+        await serve(
+            self.bus,
+            routes,
+            self.group,
+            stop=stop,
+            dlq_topic=self.settings.topics.dlq,
+            host_id=self.host_id,
+            service="applier",
+            stats=self.stats,
+        )

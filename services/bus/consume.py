@@ -136,3 +136,24 @@ async def consume(
             stats[f"consumed:{record.topic}"] += 1
         if records:
             await consumer.commit(records)
+
+
+async def serve(
+    bus: Bus,
+    routes: dict[str, Route],
+    group: str,
+    *,
+    stop: asyncio.Event,
+    dlq_topic: str,
+    host_id: str,
+    service: str,
+    stats: Counter[str],
+) -> None:
+    """A service's whole consuming life: join the group, consume until stop, leave cleanly."""
+    consumer = bus.consumer(list(routes), group)
+    await consumer.start()
+    try:
+        await consume(bus, consumer, routes, stop=stop, dlq_topic=dlq_topic, host_id=host_id,
+                      service=service, stats=stats)  # fmt: skip
+    finally:
+        await consumer.stop()

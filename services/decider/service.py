@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from services.bus.base import Bus
-from services.bus.consume import Route, consume, publish_retrying
+from services.bus.consume import Route, publish_retrying, serve
 from services.decider.state import HostState
 from shared.config import Settings
 from shared.decision import decide
@@ -144,18 +144,13 @@ class DeciderService:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         routes = self.routes()
-        consumer = self.bus.consumer(list(routes), self.group)
-        await consumer.start()
-        try:
-            await consume(
-                self.bus,
-                consumer,
-                routes,
-                stop=stop,
-                dlq_topic=self.settings.topics.dlq,
-                host_id=self.host_id,
-                service="decider",
-                stats=self.stats,
-            )
-        finally:
-            await consumer.stop()
+        await serve(
+            self.bus,
+            routes,
+            self.group,
+            stop=stop,
+            dlq_topic=self.settings.topics.dlq,
+            host_id=self.host_id,
+            service="decider",
+            stats=self.stats,
+        )

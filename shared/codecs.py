@@ -67,6 +67,8 @@ def encode(values: npt.ArrayLike, bits: int) -> Encoded:
     if bits == 64:
         return Encoded(64, x.size, x.copy())
     if bits == 32:
+        if x.size and np.nanmax(np.abs(x), initial=0.0) > np.finfo(np.float32).max:
+            return Encoded(64, x.size, x.copy())  # float32 would turn these into infinity
         f = x.astype(np.float32)
         err = np.abs(f - x)
         return Encoded(

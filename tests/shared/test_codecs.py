@@ -62,6 +62,7 @@ def test_published_bound_holds_for_any_series(x: np.ndarray, bits: int) -> None:
     enc = encode(x, bits)
     d = decode(enc)
     assert np.array_equal(np.isnan(d), np.isnan(x))  # gaps stay gaps, nothing invented
+    assert not np.isinf(d).any()
     abs_err, _ = measured_error(x, enc)
     assert abs_err <= enc.abs_error * (1 + 1e-12) + 1e-300
     if enc.block_error is not None:
@@ -97,6 +98,12 @@ def test_reencode_composes_bounds() -> None:
     e8 = reencode(e16, 8)
     assert measured_error(x, e8)[0] <= e8.abs_error
     assert e8.abs_error >= e16.abs_error and e8.nbytes < e16.nbytes
+
+
+def test_float32_tier_never_invents_infinity() -> None:
+    x = np.array([1.0, 1e300, -1e39])
+    enc = encode(x, 32)
+    assert enc.bits == 64 and np.array_equal(decode(enc), x)  # kept exact instead
 
 
 def test_rejects_infinity_and_unknown_tiers() -> None:

@@ -36,9 +36,9 @@ class Metrics:
         self.memory_budget = Gauge(
             "qas_memory_budget_bytes", "Memory budget of the last decision", ["host"], registry=r
         )
-        self.precision_bits = Gauge(
-            "qas_precision_bits",
-            "Precision tier of the last decision, in bits",
+        self.precision_bytes = Gauge(
+            "qas_precision_bytes",
+            "Bytes per value of the last decision's precision tier (block8 1, block16 2, extended80 10)",
             ["host"],
             registry=r,
         )
@@ -108,7 +108,7 @@ class Metrics:
         self.scaling_factor.labels(h).set(d.scaling_factor)
         self.memory_adjustment.labels(h).set(d.memory_adjustment)
         self.memory_budget.labels(h).set(d.memory_budget_bytes)
-        self.precision_bits.labels(h).set(d.precision_bits)
+        self.precision_bytes.labels(h).set(d.precision_bits / 8)
         self.coherence.labels(h).set(d.coherence_score)
         self.confidence.labels(h).set(d.confidence)
         for trigger in d.triggers or ["none"]:

@@ -199,7 +199,7 @@ def test_metrics_page_parses_and_follows_conventions() -> None:
     finally:
         m.close()
     families = {f.name: f for f in text_string_to_metric_families(body)}
-    for name in ("qas_scaling_factor", "qas_memory_adjustment", "qas_precision_bits",
+    for name in ("qas_scaling_factor", "qas_memory_adjustment", "qas_precision_bytes",
                  "qas_coherence_ratio", "qas_confidence_ratio", "qas_decisions", "qas_applies",
                  "qas_decision_apply_latency_seconds", "qas_pool_bytes", "qas_pool_error_bound_ratio",
                  "qas_hardware_changes", "qas_temperature_celsius", "qas_kafka_connected",
@@ -212,3 +212,23 @@ def test_metrics_page_parses_and_follows_conventions() -> None:
     tiers = {s.labels["tier"]: s.value for s in families["qas_pool_bytes"].samples}
     assert tiers["16"] > 0 and tiers["8"] == 0
     assert "_total_total" not in body
+
+
+def test_promtool_check_metrics_is_clean() -> None:
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed here (Debian package 'prometheus' provides it)")
+    m = Metrics()
+    pool = TieredPool(budget_bytes=10**7)
+    pool.write("p", np.linspace(100, 101, 4096), value=0.5, now=1)
+    m.observe_pool(pool)
+    d = decision(e=0.9)
+    m.observe_decision(d)
+    m.observe_sensors(sensors(host="h"))
+    r = subprocess.run(
+        [promtool, "check", "metrics"], input=m.render(), capture_output=True, timeout=30
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,7 +159,6 @@ async def run_services(
     bus: Bus | None = None,
     stop: asyncio.Event | None = None,
     sink: JsonLines | None = None,
-    extra: Callable[[Bus, asyncio.Event], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Run the chosen services on one bus until stop/duration. Returns their stats."""
     stop = stop or asyncio.Event()
@@ -197,8 +195,6 @@ async def run_services(
             for svc in services.values():
                 tg.create_task(svc.run(stop))
             tg.create_task(_stop_after(stop, opts.duration))
-            if extra is not None:
-                tg.create_task(extra(bus, stop))
             if opts.market == "sample":
                 tg.create_task(sample_market(opts, bus, stop))
     finally:

@@ -361,9 +361,3 @@ def encode(msg: Struct) -> bytes:
     """Validate, then serialise to JSON bytes."""
     validate(msg)
     return _encoder.encode(msg)
-
-
-def to_dict(msg: Struct) -> dict[str, Any]:
-    out = msgspec.to_builtins(msg)
-    assert isinstance(out, dict)
-    return out

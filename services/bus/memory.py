@@ -36,7 +36,6 @@ class MemoryBus:
         self._topics: dict[str, list[_Partition]] = {}
         self._committed: dict[str, dict[tuple[str, int], int]] = {}  # group -> offsets
         self._changed = asyncio.Condition()
-        self.published = 0
 
     @property
     def connected(self) -> bool:
@@ -59,7 +58,6 @@ class MemoryBus:
         index = zlib.crc32(raw_key) % self._n
         part = self._parts(topic)[index]
         part.records.append(Record(topic, index, part.end, raw_key, value, int(time.time() * 1000)))
-        self.published += 1
         self._trim(topic, index, part)
         async with self._changed:
             self._changed.notify_all()
@@ -72,9 +70,6 @@ class MemoryBus:
         if drop > 0:
             del part.records[:drop]
             part.base = floor
-
-    def end_offsets(self, topic: str) -> list[int]:
-        return [p.end for p in self._parts(topic)]
 
     def consumer(self, topics: Sequence[str], group: str) -> MemoryConsumer:
         return MemoryConsumer(self, list(topics), group)

@@ -348,16 +348,27 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
     return msg
 
 
-def validate(msg: M) -> M:
-    """Apply the decode-time checks to a message built in code (NaN, inf, ranges, patterns)."""
+def _checked(msg: Struct) -> bytes:
+    """The decode-time checks for a message built in code, returning its JSON bytes.
+
+    One encode and one typed decode: msgspec checks Meta constraints (ranges, patterns) only
+    on decode, and writes NaN as null, so finiteness is checked on the struct first.
+    """
     _check_finite(msg, type(msg).__name__)
+    data = _encoder.encode(msg)
     try:
-        return msgspec.json.decode(_encoder.encode(msg), type=type(msg))
+        msgspec.json.decode(data, type=type(msg))
     except msgspec.ValidationError as exc:
         raise InvalidMessage(f"{type(msg).__name__}: {exc}") from None
+    return data
+
+
+def validate(msg: M) -> M:
+    """Apply the decode-time checks to a message built in code (NaN, inf, ranges, patterns)."""
+    _checked(msg)
+    return msg
 
 
 def encode(msg: Struct) -> bytes:
-    """Validate, then serialise to JSON bytes."""
-    validate(msg)
-    return _encoder.encode(msg)
+    """Validate, then serialise to JSON bytes (encoded once)."""
+    return _checked(msg)

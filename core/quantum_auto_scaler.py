@@ -36,6 +36,7 @@ from shared.messages import (
     MarketEntropy,
     ProfitPotential,
     ScalingDecision,
+    SensorReading,
 )
 
 __all__ = ["ChamberState", "QuantumAutoScaler", "ScalingDecision"]
@@ -77,10 +78,21 @@ class QuantumAutoScaler:
         self._host = HostState()
         self._host.observe_hardware(self.hardware)
         self._last_applied_time: float | None = None
+        self._live: SensorReading | None = None
         # Observing the hardware is what ends SUPERPOSITION: the chamber starts collapsed onto it.
         self.chamber_state = ChamberState(
             quantum_state="COLLAPSED", coherence_score=self.hardware.scores.coherence_score
         )
+
+    def _live_sample(self, now: float) -> SensorReading:
+        """Free memory and GPU memory for sizing, re-read at most once per sensor interval (as
+        the observer service does): a trading loop calls this every cycle."""
+        if (
+            self._live is None
+            or now - self._live.event_time >= self.settings.sensor_interval_seconds
+        ):
+            self._live = self.probe.sample()
+        return self._live
 
     def measured_thermal_state(self) -> float:
         return self.probe.sample().thermal_state
@@ -97,7 +109,7 @@ class QuantumAutoScaler:
         """One decision for these inputs on this machine. ValueError on NaN/inf/out-of-range."""
         check_inputs(market_entropy, thermal_state, profit_potential)
         now = self.clock()
-        live = self.probe.sample()
+        live = self._live_sample(now)
         h = self._host
         h.sensors = msgspec.structs.replace(
             live, event_time=now, thermal_state=float(thermal_state), thermal_throttling=False

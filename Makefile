@@ -7,7 +7,8 @@ ARGS   ?=
 
 .PHONY: run test lint bench demo clean
 
-$(STAMP): pyproject.toml
+# setup.py builds the C block encoder; editing it or its source re-runs the install
+$(STAMP): pyproject.toml setup.py shared/_blockcodec.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
@@ -32,4 +33,4 @@ demo: $(STAMP)
 	$(BIN)/python demo_quantum_auto_scaling.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info shared/*.so

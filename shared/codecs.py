@@ -3,13 +3,14 @@
 A float16 of 43 210.55 is 43 200: useless for prices. The 16- and 8-bit tiers are blockwise
 scaled integers instead: each block of ``BLOCK`` values stores its midpoint ``ref`` and a step
 ``scale`` (two float64), and each value the integer ``round((x - ref) / scale)``. A value's
-error is at most ``scale / 2`` plus float rounding; each block's bound is *measured* at encode
-time (the largest |decoded - x| in the block) and published with it.
+error is at most ``scale / 2`` plus float rounding; each block publishes that guaranteed bound,
+and measured_error() checks it against the decoded values.
 
 Gaps (NaN) survive as a reserved integer (the type's minimum). Infinities are rejected.
 The 80-bit tier keeps the 10 significant bytes of numpy.longdouble (stored in 16 bytes on
-x86-64), so it costs its nominal 10 bytes per value. Everything is vectorised: no Python loop
-per value;
+x86-64), so it costs its nominal 10 bytes per value. Nothing loops per value in Python: the
+block encoder is one fused C pass per block (_blockcodec.c, AVX2 where the CPU has it) with a
+numpy reference that gives the same integers, used where no C compiler was found at install.
 """
 
 from __future__ import annotations
@@ -22,11 +23,20 @@ import numpy.typing as npt
 
 from shared.precision import platform_top_bits
 
+try:  # the fused C encoder, built by `pip install` where a C compiler exists (setup.py)
+    from shared import _blockcodec
+except ImportError:  # pragma: no cover - exercised only on machines without a compiler
+    _blockcodec = None  # type: ignore[assignment]
+
+#: which block encoder runs: "avx2" or "portable" (compiled), or "numpy" (no compiler at install)
+KERNEL: Final[str] = "numpy" if _blockcodec is None else _blockcodec.KERNEL
+
 BLOCK: Final = 256
 Tier = Literal[8, 16, 32, 64, 80]
 F64 = npt.NDArray[np.float64]
 
 _INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
+_INFINITY: Final = "series contains infinity: not a price or feature value"
 _LONGDOUBLE_BYTES: Final = 10 if platform_top_bits() == 80 else 8
 
 
@@ -53,16 +63,18 @@ def nominal_bytes(bits: int) -> float:
     return {80: 10.0, 64: 8.0, 32: 4.0, 16: 2.0, 8: 1.0}[bits]
 
 
-def _check(values: npt.ArrayLike) -> F64:
+def _check(values: npt.ArrayLike, finite: bool = True) -> F64:
     x = np.ascontiguousarray(values, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"expected a 1-D series, got shape {x.shape}")
-    if np.isinf(x).any():
-        raise ValueError("series contains infinity: not a price or feature value")
+    if finite and np.isinf(x).any():
+        raise ValueError(_INFINITY)
     return x
 
 
 def encode(values: npt.ArrayLike, bits: int) -> Encoded:
+    if bits in _INT:  # the block encoders find infinities in the same pass
+        return _encode_blocks(_check(values, finite=False), bits)
     x = _check(values)
     if bits == 64:
         return Encoded(64, x.size, x.copy())
@@ -76,8 +88,6 @@ def encode(values: npt.ArrayLike, bits: int) -> Encoded:
         )
     if bits == 80:
         return _encode_top(x)
-    if bits in _INT:
-        return _encode_blocks(x, bits)
     raise ValueError(f"unknown precision tier {bits}; expected 8, 16, 32, 64 or 80")
 
 
@@ -96,19 +106,37 @@ def _encode_top(x: F64) -> Encoded:
     return Encoded(80, x.size, np.ascontiguousarray(raw))
 
 
-def _encode_blocks(x: F64, bits: int) -> Encoded:
-    """Blockwise scaled integers, in float64 throughout (any finite magnitude).
+def _encode_blocks(x: F64, bits: int, kernel: str = KERNEL) -> Encoded:
+    """kernel: "numpy", "portable" or the best compiled one; tests and the benchmark compare them."""
+    if kernel == "numpy" or _blockcodec is None:
+        return _encode_blocks_numpy(x, bits)
+    n = x.size
+    nb = max(1, -(-n // BLOCK))
+    q = np.empty(n, dtype=_INT[bits])
+    lo, hi, ref, scale = (np.zeros(nb) for _ in range(4))
+    if not _blockcodec.encode(x, q, lo, hi, ref, scale, BLOCK, _levels(bits), kernel == "portable"):
+        raise ValueError(_INFINITY)
+    return _with_bounds(bits, n, q, lo, hi, ref, scale)
+
+
+def _levels(bits: int) -> float:
+    # headroom of two steps each side: float rounding of ref may shift an offset by a little
+    return float(2 * np.iinfo(_INT[bits]).max - 4)
+
+
+def _encode_blocks_numpy(x: F64, bits: int) -> Encoded:
+    """The reference block encoder, in float64 throughout (any finite magnitude).
 
     Guaranteed bound per block, from the arithmetic: rounding to the integer grid costs at most
     half a step, and float64 rounding in (x - ref) / scale and in ref + q * scale adds a few
     ulps of the block's magnitude: |decoded - x| <= 0.5 * scale * (1 + 2**-40) + max|x| * 2**-47.
     measured_error() confirms it on every series in the tests and the benchmark.
+    _blockcodec.c does the same operations in the same order in one pass per block; the tests
+    check that both give identical integers and metadata.
     """
     n = x.size
     itype = _INT[bits]
     info = np.iinfo(itype)
-    gap = info.min  # reserved for NaN
-    levels = float(2 * info.max - 4)  # headroom: float rounding of ref may shift t by a little
     nb = max(1, -(-n // BLOCK))
     if n % BLOCK:
         padded = np.empty(nb * BLOCK, dtype=np.float64)
@@ -124,16 +152,19 @@ def _encode_blocks(x: F64, bits: int) -> Encoded:
         empty = np.isnan(lo)  # an all-gap block
         lo[empty] = 0.0
         hi[empty] = 0.0
-    span = hi - lo
-    # Halving each end avoids overflow at extreme magnitudes; a constant block keeps its value
-    # itself as the reference (halving a subnormal would round it away).
-    ref = np.where(span == 0, lo, lo * 0.5 + hi * 0.5)
+    if np.isinf(lo).any() or np.isinf(hi).any():
+        raise ValueError(_INFINITY)
+    constant = hi == lo
+    # Halving each end avoids overflow at extreme magnitudes (hi - lo of +-1e308 is infinite);
+    # a constant block keeps its value itself as the reference (halving a subnormal rounds it away).
+    ref = np.where(constant, lo, lo * 0.5 + hi * 0.5)
+    half = hi * 0.5 - lo * 0.5
     # The step is never finer than 4 ulps of the block's magnitude (a finer grid than float64
     # can resolve lets the rounding of ref push offsets past the integer range) nor below the
     # smallest normal float64 (1/scale would overflow). Half a step still bounds the error.
     mag = np.maximum(np.abs(lo), np.abs(hi))
     floor = np.maximum(mag * 2.0**-50, np.finfo(np.float64).tiny)
-    scale = np.where(span > 0, np.maximum(span / levels, floor), 1.0)
+    scale = np.where(constant, 1.0, np.maximum(half / (_levels(bits) * 0.5), floor))
     t = blocks - ref[:, None]
     t *= (1.0 / scale)[:, None]
     np.clip(t, -info.max, info.max, out=t)  # never wrap around: a clipped value is < 1 step off
@@ -141,17 +172,25 @@ def _encode_blocks(x: F64, bits: int) -> Encoded:
     with np.errstate(invalid="ignore"):  # NaN gaps cast to garbage, then get the gap code
         np.rint(t, out=q, casting="unsafe")
     if nan is not None:
-        q[nan] = gap
-    bound = np.where(span > 0, 0.5 * scale * (1 + 2.0**-40), 0.0) + mag * 2.0**-47
+        q[nan] = info.min  # reserved for NaN
+    payload = q.reshape(-1)[:n].copy() if n % BLOCK else q.reshape(-1)
+    return _with_bounds(bits, n, payload, lo, hi, ref, scale)
+
+
+def _with_bounds(
+    bits: int, n: int, q: np.ndarray, lo: F64, hi: F64, ref: F64, scale: F64
+) -> Encoded:
+    """Each block's guaranteed error bound (see _encode_blocks_numpy), absolute and relative."""
+    mag = np.maximum(np.abs(lo), np.abs(hi))
+    bound = np.where(hi > lo, 0.5 * scale * (1 + 2.0**-40), 0.0) + mag * 2.0**-47
     low = np.minimum(np.abs(lo), np.abs(hi))
     crosses = (lo <= 0) & (hi >= 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # ratios may be inf
         rel = np.where(bound == 0, 0.0, bound / np.where(crosses, 0.0, low))
-    payload = q.reshape(-1)[:n].copy() if n % BLOCK else q.reshape(-1)
     return Encoded(
         bits,
         n,
-        payload,
+        q,
         ref,
         scale,
         bound,
@@ -196,14 +235,21 @@ def decode_extended(enc: Encoded) -> npt.NDArray[np.longdouble]:
 def _decode_blocks(enc: Encoded) -> F64:
     assert enc.ref is not None and enc.scale is not None
     n, nb = enc.n, enc.ref.size
+    info = np.iinfo(enc.payload.dtype)
     q = np.empty(nb * BLOCK, dtype=enc.payload.dtype)
     q[:n] = enc.payload
     q[n:] = 0
     qb = q.reshape(nb, BLOCK)
     out = qb.astype(np.float64)
-    out *= enc.scale[:, None]
-    out += enc.ref[:, None]
-    out[qb == np.iinfo(enc.payload.dtype).min] = np.nan
+    out[qb == info.min] = np.nan
+    with np.errstate(over="ignore"):  # only next to +-float64 max; saturated below
+        out *= enc.scale[:, None]
+        out += enc.ref[:, None]
+        edge = np.abs(enc.ref) + info.max * enc.scale
+    near_max = edge > np.finfo(np.float64).max
+    if near_max.any():  # half a step past float64 max is still within the bound of float64 max
+        big = np.finfo(np.float64).max
+        out[near_max] = np.clip(out[near_max], -big, big)
     return out.reshape(-1)[:n]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -10,6 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 from shared.codecs import (
     BLOCK,
+    KERNEL,
+    _encode_blocks,
     decode,
     decode_extended,
     encode,
@@ -51,11 +55,14 @@ def test_top_tier_is_what_the_platform_has() -> None:
         assert decode_extended(enc).dtype == np.longdouble
 
 
-finite = st.floats(-1e300, 1e300, allow_nan=False, allow_infinity=False, width=64)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)  # up to +-1.8e308
+# what stresses a block encoder: float64's edges, subnormals, constant runs, huge spans
+edges = st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                         -1.7976931348623157e308, 8.98846567431158e307, 43_210.55, 1.0])  # fmt: skip
 
 
 @given(
-    x=hnp.arrays(np.float64, st.integers(1, 3 * BLOCK), elements=finite | st.just(np.nan)),
+    x=hnp.arrays(np.float64, st.integers(1, 3 * BLOCK), elements=finite | edges | st.just(np.nan)),
     bits=st.sampled_from([8, 16, 32, 64, 80]),
 )
 def test_published_bound_holds_for_any_series(x: np.ndarray, bits: int) -> None:  # type: ignore[type-arg]
@@ -111,3 +118,52 @@ def test_rejects_infinity_and_unknown_tiers() -> None:
         encode([1.0, np.inf], 16)
     with pytest.raises(ValueError, match="unknown precision tier 12"):
         encode([1.0], 12)
+
+
+COMPILED = [k for k in ("portable", KERNEL) if KERNEL != "numpy"]
+
+
+def test_the_compiled_encoder_is_built() -> None:
+    """Without a C compiler the install falls back to numpy (slower, same integers); CI has one."""
+    if KERNEL == "numpy" and os.environ.get("CI") != "true":
+        pytest.skip("shared/_blockcodec.c was not compiled here (no C compiler at install)")
+    assert KERNEL in ("avx2", "portable")
+
+
+@pytest.mark.parametrize("kernel", sorted(set(COMPILED)))
+@given(
+    x=hnp.arrays(
+        np.float64, st.integers(1, 3 * BLOCK + 7), elements=finite | edges | st.just(np.nan)
+    ),
+    bits=st.sampled_from([8, 16]),
+)
+def test_compiled_encoder_matches_the_numpy_reference(
+    kernel: str, x: np.ndarray, bits: int
+) -> None:  # type: ignore[type-arg]
+    ours, ref = _encode_blocks(x, bits, kernel), _encode_blocks(x, bits, "numpy")
+    assert ours.payload.dtype == ref.payload.dtype
+    assert np.array_equal(ours.payload, ref.payload)  # the same integers, bit for bit
+    for a, b in ((ours.ref, ref.ref), (ours.scale, ref.scale), (ours.block_error, ref.block_error)):
+        assert a is not None and b is not None and np.array_equal(a, b)
+    assert (ours.abs_error, ours.rel_error) == (ref.abs_error, ref.rel_error)
+
+
+@pytest.mark.parametrize("kernel", ["numpy", *sorted(set(COMPILED))])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("where", [0, BLOCK - 1, BLOCK + 3])
+def test_every_block_encoder_rejects_infinity(kernel: str, bits: int, where: int) -> None:
+    x = np.full(BLOCK + 10, 1.5)
+    x[1] = np.nan
+    x[where] = -np.inf if where % 2 else np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        _encode_blocks(x, bits, kernel)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_spans_wider_than_float64_max_decode_within_the_bound(bits: int) -> None:
+    big = np.finfo(np.float64).max
+    x = np.array([-big, big, 3.0, np.nan, -1.7e308, 1.7e308])  # hi - lo overflows float64
+    enc = encode(x, bits)
+    d = decode(enc)
+    assert np.isfinite(d[~np.isnan(x)]).all() and np.isnan(d[3])
+    assert measured_error(x, enc)[0] <= enc.abs_error

@@ -1,0 +1,8 @@
+from typing import Any
+
+KERNEL: str
+
+def encode(
+    x: Any, q: Any, lo: Any, hi: Any, ref: Any, scale: Any, block: int, levels: float,
+    portable: bool = ..., /,
+) -> bool: ...

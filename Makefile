@@ -8,7 +8,7 @@ ARGS   ?=
 .PHONY: run test lint bench demo clean
 
 # setup.py builds the C block encoder; editing it or its source re-runs the install
-$(STAMP): pyproject.toml setup.py shared/_blockcodec.c
+$(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)

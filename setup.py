@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "shared._blockcodec",
-            ["shared/_blockcodec.c"],
+            "shared._fastcodecs",
+            ["shared/_fastcodecs.c"],
             # no FMA contraction: the kernel must round exactly as the numpy reference does
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math"],
             optional=True,

@@ -9,12 +9,14 @@ and measured_error() checks it against the decoded values.
 Gaps (NaN) survive as a reserved integer (the type's minimum). Infinities are rejected.
 The 80-bit tier keeps the 10 significant bytes of numpy.longdouble (stored in 16 bytes on
 x86-64), so it costs its nominal 10 bytes per value. Nothing loops per value in Python: the
-block encoder is one fused C pass per block (_blockcodec.c, AVX2 where the CPU has it) with a
-numpy reference that gives the same integers, used where no C compiler was found at install.
+block encoder is one fused C pass per block, and the 32-bit tier measures its error in the
+conversion's own pass (_fastcodecs.c, AVX2 where the CPU has it). Each has a numpy reference
+that gives the same results, used where no C compiler was found at install.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -23,19 +25,21 @@ import numpy.typing as npt
 
 from shared.precision import platform_top_bits
 
-try:  # the fused C encoder, built by `pip install` where a C compiler exists (setup.py)
-    from shared import _blockcodec
+try:  # the compiled encoders, built by `pip install` where a C compiler exists (setup.py)
+    from shared import _fastcodecs
 except ImportError:  # pragma: no cover - exercised only on machines without a compiler
-    _blockcodec = None  # type: ignore[assignment]
+    _fastcodecs = None  # type: ignore[assignment]
 
-#: which block encoder runs: "avx2" or "portable" (compiled), or "numpy" (no compiler at install)
-KERNEL: Final[str] = "numpy" if _blockcodec is None else _blockcodec.KERNEL
+#: which encoders run for the 32/16/8-bit tiers: "avx2" or "portable" (compiled), or "numpy"
+#: (no compiler at install; same results, slower)
+KERNEL: Final[str] = "numpy" if _fastcodecs is None else _fastcodecs.KERNEL
 
 BLOCK: Final = 256
 Tier = Literal[8, 16, 32, 64, 80]
 F64 = npt.NDArray[np.float64]
 
 _INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
+_F32_MAX: Final = float(np.finfo(np.float32).max)  # a Python float: comparing never casts
 _INFINITY: Final = "series contains infinity: not a price or feature value"
 _LONGDOUBLE_BYTES: Final = 10 if platform_top_bits() == 80 else 8
 
@@ -73,22 +77,42 @@ def _check(values: npt.ArrayLike, finite: bool = True) -> F64:
 
 
 def encode(values: npt.ArrayLike, bits: int) -> Encoded:
-    if bits in _INT:  # the block encoders find infinities in the same pass
+    if bits in _INT:  # the compiled encoders find infinities in the same pass
         return _encode_blocks(_check(values, finite=False), bits)
+    if bits == 32:
+        return _encode32(_check(values, finite=False))
     x = _check(values)
     if bits == 64:
         return Encoded(64, x.size, x.copy())
-    if bits == 32:
-        if x.size and np.nanmax(np.abs(x), initial=0.0) > np.finfo(np.float32).max:
-            return Encoded(64, x.size, x.copy())  # float32 would turn these into infinity
-        f = x.astype(np.float32)
-        err = np.abs(f - x)
-        return Encoded(
-            32, x.size, f, abs_error=float(np.nanmax(err, initial=0.0)), rel_error=_rel(err, x)
-        )
     if bits == 80:
         return _encode_top(x)
     raise ValueError(f"unknown precision tier {bits}; expected 8, 16, 32, 64 or 80")
+
+
+def _encode32(x: F64, kernel: str = KERNEL) -> Encoded:
+    """float32 with its exact error, measured in the conversion's own pass where compiled."""
+    if kernel == "numpy" or _fastcodecs is None:
+        return _encode32_numpy(x)
+    f = np.empty(x.size, dtype=np.float32)
+    abs_error, rel_error, largest = _fastcodecs.narrow32(x, f, kernel == "portable")
+    if math.isinf(largest):
+        raise ValueError(_INFINITY)
+    if largest > _F32_MAX:
+        return Encoded(64, x.size, x.copy())  # float32 would turn these into infinity
+    return Encoded(32, x.size, f, abs_error=abs_error, rel_error=rel_error)
+
+
+def _encode32_numpy(x: F64) -> Encoded:
+    """The reference for _fastcodecs.narrow32; the tests check both give the same."""
+    if np.isinf(x).any():
+        raise ValueError(_INFINITY)
+    if x.size and np.nanmax(np.abs(x), initial=0.0) > _F32_MAX:
+        return Encoded(64, x.size, x.copy())  # float32 would turn these into infinity
+    f = x.astype(np.float32)
+    err = np.abs(f - x)
+    return Encoded(
+        32, x.size, f, abs_error=float(np.nanmax(err, initial=0.0)), rel_error=_rel(err, x)
+    )
 
 
 def _rel(err: F64, x: F64) -> float:
@@ -108,13 +132,13 @@ def _encode_top(x: F64) -> Encoded:
 
 def _encode_blocks(x: F64, bits: int, kernel: str = KERNEL) -> Encoded:
     """kernel: "numpy", "portable" or the best compiled one; tests and the benchmark compare them."""
-    if kernel == "numpy" or _blockcodec is None:
+    if kernel == "numpy" or _fastcodecs is None:
         return _encode_blocks_numpy(x, bits)
     n = x.size
     nb = max(1, -(-n // BLOCK))
     q = np.empty(n, dtype=_INT[bits])
     lo, hi, ref, scale = (np.zeros(nb) for _ in range(4))
-    if not _blockcodec.encode(x, q, lo, hi, ref, scale, BLOCK, _levels(bits), kernel == "portable"):
+    if not _fastcodecs.encode(x, q, lo, hi, ref, scale, BLOCK, _levels(bits), kernel == "portable"):
         raise ValueError(_INFINITY)
     return _with_bounds(bits, n, q, lo, hi, ref, scale)
 
@@ -131,7 +155,7 @@ def _encode_blocks_numpy(x: F64, bits: int) -> Encoded:
     half a step, and float64 rounding in (x - ref) / scale and in ref + q * scale adds a few
     ulps of the block's magnitude: |decoded - x| <= 0.5 * scale * (1 + 2**-40) + max|x| * 2**-47.
     measured_error() confirms it on every series in the tests and the benchmark.
-    _blockcodec.c does the same operations in the same order in one pass per block; the tests
+    _fastcodecs.c does the same operations in the same order in one pass per block; the tests
     check that both give identical integers and metadata.
     """
     n = x.size

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 from shared.codecs import (
     BLOCK,
     KERNEL,
+    _encode32,
     _encode_blocks,
     decode,
     decode_extended,
@@ -126,7 +127,7 @@ COMPILED = [k for k in ("portable", KERNEL) if KERNEL != "numpy"]
 def test_the_compiled_encoder_is_built() -> None:
     """Without a C compiler the install falls back to numpy (slower, same integers); CI has one."""
     if KERNEL == "numpy" and os.environ.get("CI") != "true":
-        pytest.skip("shared/_blockcodec.c was not compiled here (no C compiler at install)")
+        pytest.skip("shared/_fastcodecs.c was not compiled here (no C compiler at install)")
     assert KERNEL in ("avx2", "portable")
 
 
@@ -148,15 +149,32 @@ def test_compiled_encoder_matches_the_numpy_reference(
     assert (ours.abs_error, ours.rel_error) == (ref.abs_error, ref.rel_error)
 
 
+@pytest.mark.parametrize("kernel", sorted(set(COMPILED)))
+@given(x=hnp.arrays(np.float64, st.integers(0, 99), elements=finite | edges | st.just(np.nan)))
+def test_compiled_float32_matches_the_numpy_reference(kernel: str, x: np.ndarray) -> None:  # type: ignore[type-arg]
+    ours, ref = _encode32(x, kernel), _encode32(x, "numpy")
+    assert ours.bits == ref.bits and ours.payload.dtype == ref.payload.dtype
+    assert np.array_equal(ours.payload, ref.payload, equal_nan=True)
+    assert (ours.abs_error, ours.rel_error) == (ref.abs_error, ref.rel_error)
+
+
+def _encoders(kernel: str, bits: int):  # type: ignore[no-untyped-def]
+    return (
+        (lambda x: _encode32(x, kernel))
+        if bits == 32
+        else (lambda x: _encode_blocks(x, bits, kernel))
+    )
+
+
 @pytest.mark.parametrize("kernel", ["numpy", *sorted(set(COMPILED))])
-@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("bits", [8, 16, 32])
 @pytest.mark.parametrize("where", [0, BLOCK - 1, BLOCK + 3])
-def test_every_block_encoder_rejects_infinity(kernel: str, bits: int, where: int) -> None:
+def test_every_compiled_tier_rejects_infinity(kernel: str, bits: int, where: int) -> None:
     x = np.full(BLOCK + 10, 1.5)
     x[1] = np.nan
     x[where] = -np.inf if where % 2 else np.inf
     with pytest.raises(ValueError, match="infinity"):
-        _encode_blocks(x, bits, kernel)
+        _encoders(kernel, bits)(x)
 
 
 @pytest.mark.parametrize("bits", [8, 16])

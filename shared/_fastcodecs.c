@@ -1,9 +1,10 @@
-/* The 16- and 8-bit block encoders of shared/codecs.py, fused into one pass per block.
+/* The compiled encoders of shared/codecs.py: the 16- and 8-bit block tiers, and the 32-bit tier.
  *
- * numpy needs six passes over the whole series (min, max, subtract, scale, clip, round); here each
- * block of BLOCK values is read from memory once and then worked on in L1. The arithmetic is the
- * reference implementation's, operation for operation (codecs._encode_blocks_numpy), so both give
- * the same integers bit for bit; the tests compare them. -ffp-contract=off keeps the compiler from
+ * numpy needs six passes over the whole series for a block tier (min, max, subtract, scale, clip,
+ * round); here each block of BLOCK values is read from memory once and then worked on in L1. The
+ * 32-bit tier converts and measures its exact error in one pass. The arithmetic is the numpy
+ * references', operation for operation (codecs._encode_blocks_numpy, codecs._encode32_numpy), so
+ * both give the same results bit for bit; the tests compare them. -ffp-contract=off keeps the compiler from
  * fusing a multiply and an add into an FMA, which would round differently.
  *
  * No numpy headers: the arrays arrive through the buffer protocol, so the build needs only a C
@@ -127,6 +128,46 @@ static void quant8_portable(const double *x, int8_t *q, Py_ssize_t m, double ref
     quantise_i8(x, q, m, ref, inv, (double)INT8_MAX, INT8_MIN);
 }
 
+typedef void (*narrow32_fn)(const double *, float *, Py_ssize_t, double[3]);
+
+/* The 32-bit tier: float64 -> float32 with the exact error measured in the same pass (numpy needs
+ * a conversion, a subtraction, an absolute value, a division and two reductions over the series).
+ * Four independent accumulators break the dependency chain of the running maxima. A NaN compares
+ * false and never raises a maximum, as numpy.nanmax ignores it; so does 0/0 for a zero. */
+static void narrow32_portable(const double *x, float *f, Py_ssize_t n, double out[3])
+{
+    double amax[4] = {0, 0, 0, 0}, rmax[4] = {0, 0, 0, 0}, big[4] = {0, 0, 0, 0};
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        for (int k = 0; k < 4; k++) {
+            double v = x[i + k], a = fabs(v);
+            float c = (float)v; /* IEEE (Annex F): beyond float32 max gives inf, checked below */
+            f[i + k] = c;
+            double e = fabs((double)c - v), r = e / a;
+            amax[k] = e > amax[k] ? e : amax[k];
+            rmax[k] = r > rmax[k] ? r : rmax[k];
+            big[k] = a > big[k] ? a : big[k];
+        }
+    }
+    for (; i < n; i++) {
+        double v = x[i], a = fabs(v);
+        float c = (float)v;
+        f[i] = c;
+        double e = fabs((double)c - v), r = e / a;
+        amax[0] = e > amax[0] ? e : amax[0];
+        rmax[0] = r > rmax[0] ? r : rmax[0];
+        big[0] = a > big[0] ? a : big[0];
+    }
+    for (int k = 1; k < 4; k++) {
+        amax[0] = amax[k] > amax[0] ? amax[k] : amax[0];
+        rmax[0] = rmax[k] > rmax[0] ? rmax[k] : rmax[0];
+        big[0] = big[k] > big[0] ? big[k] : big[0];
+    }
+    out[0] = amax[0];
+    out[1] = rmax[0];
+    out[2] = big[0];
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define HAVE_AVX2_KERNEL 1
@@ -200,6 +241,34 @@ __attribute__((target("avx2"))) static void quant8_avx2(const double *x, int8_t 
     }
     quant8_portable(x + i, q + i, m - i, ref, inv);
 }
+__attribute__((target("avx2"))) static void narrow32_avx2(const double *x, float *f, Py_ssize_t n,
+                                                           double out[3])
+{
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d amax = _mm256_setzero_pd(), rmax = amax, big = amax;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_loadu_pd(x + i);
+        __m128 c = _mm256_cvtpd_ps(v);
+        _mm_storeu_ps(f + i, c);
+        __m256d a = _mm256_andnot_pd(sign, v);
+        __m256d e = _mm256_andnot_pd(sign, _mm256_sub_pd(_mm256_cvtps_pd(c), v));
+        amax = _mm256_max_pd(e, amax); /* a NaN e keeps amax */
+        rmax = _mm256_max_pd(_mm256_div_pd(e, a), rmax);
+        big = _mm256_max_pd(a, big);
+    }
+    double a4[4], r4[4], b4[4], tail[3];
+    _mm256_storeu_pd(a4, amax);
+    _mm256_storeu_pd(r4, rmax);
+    _mm256_storeu_pd(b4, big);
+    narrow32_portable(x + i, f + i, n - i, tail);
+    for (int k = 0; k < 4; k++) {
+        tail[0] = a4[k] > tail[0] ? a4[k] : tail[0];
+        tail[1] = r4[k] > tail[1] ? r4[k] : tail[1];
+        tail[2] = b4[k] > tail[2] ? b4[k] : tail[2];
+    }
+    memcpy(out, tail, sizeof tail);
+}
 #endif
 
 typedef struct {
@@ -207,11 +276,13 @@ typedef struct {
     range_fn range;
     quant16_fn quant16;
     quant8_fn quant8;
+    narrow32_fn narrow32;
 } kernel;
 
-static const kernel PORTABLE = {"portable", block_range, quant16_portable, quant8_portable};
+static const kernel PORTABLE = {"portable", block_range, quant16_portable, quant8_portable,
+                                  narrow32_portable};
 #ifdef HAVE_AVX2_KERNEL
-static const kernel AVX2 = {"avx2", range_avx2, quant16_avx2, quant8_avx2};
+static const kernel AVX2 = {"avx2", range_avx2, quant16_avx2, quant8_avx2, narrow32_avx2};
 #endif
 
 static const kernel *best_kernel(void)
@@ -331,20 +402,57 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(narrow32_doc,
+             "narrow32(x, f, portable=False) -> (abs_error, rel_error, max_abs)\n\n"
+             "Write float64 x into float32 f (same length); return the largest |f - x|, the largest\n"
+             "|f - x| / |x| and the largest |x|, NaN ignored. The caller rejects the result when\n"
+             "max_abs is infinite or beyond float32's range.");
+
+static PyObject *py_narrow32(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *ox, *of;
+    int portable = 0;
+    if (!PyArg_ParseTuple(args, "OO|p", &ox, &of, &portable))
+        return NULL;
+    const kernel *k = portable ? &PORTABLE : best_kernel();
+    Py_buffer x, f;
+    if (get(ox, &x, 0, "d", "x") < 0)
+        return NULL;
+    if (get(of, &f, 1, "f", "f") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
+    if (f.len / (Py_ssize_t)sizeof(float) != n) {
+        PyErr_SetString(PyExc_ValueError, "f must have as many items as x");
+    } else {
+        double out[3];
+        Py_BEGIN_ALLOW_THREADS;
+        k->narrow32((const double *)x.buf, (float *)f.buf, n, out);
+        Py_END_ALLOW_THREADS;
+        result = Py_BuildValue("ddd", out[0], out[1], out[2]);
+    }
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&x);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, encode_doc},
+    {"narrow32", py_narrow32, METH_VARARGS, narrow32_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "shared._blockcodec",
-    .m_doc = "Fused block encoder for shared.codecs (one pass per block instead of six).",
+    .m_name = "shared._fastcodecs",
+    .m_doc = "Compiled encoders for shared.codecs (one pass where numpy needs several).",
     .m_size = -1,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__blockcodec(void)
+PyMODINIT_FUNC PyInit__fastcodecs(void)
 {
     PyObject *mod = PyModule_Create(&module);
     if (mod && PyModule_AddStringConstant(mod, "KERNEL", best_kernel()->name) < 0)

@@ -349,7 +349,7 @@ static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args)
             break;
     PyObject *result = NULL;
     Py_ssize_t n = x.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t nb = n ? (n + block - 1) / block : 0;
+    Py_ssize_t nb = n ? (n + block - 1) / block : 1; /* an empty series is one empty block */
     int ok = 1;
     if (got < 4)
         goto done;

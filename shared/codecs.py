@@ -162,7 +162,7 @@ def _encode_blocks_numpy(x: F64, bits: int) -> Encoded:
     itype = _INT[bits]
     info = np.iinfo(itype)
     nb = max(1, -(-n // BLOCK))
-    if n % BLOCK:
+    if n % BLOCK or n == 0:  # pad the last (or only, empty) block
         padded = np.empty(nb * BLOCK, dtype=np.float64)
         padded[:n] = x
         padded[n:] = x[-1] if n else 0.0
@@ -197,7 +197,7 @@ def _encode_blocks_numpy(x: F64, bits: int) -> Encoded:
         np.rint(t, out=q, casting="unsafe")
     if nan is not None:
         q[nan] = info.min  # reserved for NaN
-    payload = q.reshape(-1)[:n].copy() if n % BLOCK else q.reshape(-1)
+    payload = q.reshape(-1)[:n].copy() if n % BLOCK or n == 0 else q.reshape(-1)
     return _with_bounds(bits, n, payload, lo, hi, ref, scale)
 
 

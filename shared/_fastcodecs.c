@@ -2,10 +2,11 @@
  *
  * numpy needs six passes over the whole series for a block tier (min, max, subtract, scale, clip,
  * round); here each block of BLOCK values is read from memory once and then worked on in L1. The
- * 32-bit tier converts and measures its exact error in one pass. The arithmetic is the numpy
- * references', operation for operation (codecs._encode_blocks_numpy, codecs._encode32_numpy), so
- * both give the same results bit for bit; the tests compare them. -ffp-contract=off keeps the compiler from
- * fusing a multiply and an add into an FMA, which would round differently.
+ * 32-bit tier converts and measures its exact error in one pass, and a block tier decodes in one.
+ * The arithmetic is the numpy references', operation for operation (codecs._encode_blocks_numpy,
+ * _encode32_numpy, _decode_blocks_numpy), so both give the same results bit for bit; the tests
+ * compare them. -ffp-contract=off keeps the compiler from fusing a multiply and an add into an
+ * FMA, which would round differently.
  *
  * No numpy headers: the arrays arrive through the buffer protocol, so the build needs only a C
  * compiler and Python.h.
@@ -438,9 +439,102 @@ static PyObject *py_narrow32(PyObject *Py_UNUSED(self), PyObject *args)
     return result;
 }
 
+/* Decode, the inverse of encode: ref + q * scale per block, the gap code back to NaN. Plain C: the
+ * loop is simple enough for the compiler to vectorise on any target. Blocks whose top value could
+ * pass float64 max (|ref| + qmax * scale overflows) saturate there, as the numpy reference does. */
+#define DEFINE_EXPAND(NAME, T, QMAX, GAP)                                                        \
+    static void NAME(const T *q, double *out, Py_ssize_t m, double ref, double scale)           \
+    {                                                                                            \
+        for (Py_ssize_t i = 0; i < m; i++) {                                                     \
+            double d = (double)q[i] * scale + ref;                                               \
+            out[i] = q[i] == GAP ? NAN : d;                                                      \
+        }                                                                                        \
+        if (fabs(ref) + (double)QMAX * scale > DBL_MAX) {                                        \
+            for (Py_ssize_t i = 0; i < m; i++) {                                                 \
+                double d = out[i];                                                               \
+                d = d > DBL_MAX ? DBL_MAX : d;                                                   \
+                out[i] = d < -DBL_MAX ? -DBL_MAX : d;                                            \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+DEFINE_EXPAND(expand_i16, int16_t, INT16_MAX, INT16_MIN)
+DEFINE_EXPAND(expand_i8, int8_t, INT8_MAX, INT8_MIN)
+
+PyDoc_STRVAR(decode_doc, "decode(q, ref, scale, out, block)\n\n"
+                         "Expand int16 or int8 q into float64 out (same length), block by block.");
+
+static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *oq, *oref, *oscale, *oout;
+    Py_ssize_t block;
+    if (!PyArg_ParseTuple(args, "OOOOn", &oq, &oref, &oscale, &oout, &block))
+        return NULL;
+    if (block <= 0) {
+        PyErr_SetString(PyExc_ValueError, "block must be positive");
+        return NULL;
+    }
+    Py_buffer q, ref, scale, out;
+    if (PyObject_GetBuffer(oq, &q, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    int got = 0;
+    PyObject *result = NULL;
+    if (get(oref, &ref, 0, "d", "ref") < 0)
+        goto done;
+    got = 1;
+    if (get(oscale, &scale, 0, "d", "scale") < 0)
+        goto done;
+    got = 2;
+    if (get(oout, &out, 1, "d", "out") < 0)
+        goto done;
+    got = 3;
+    {
+        const char *qf = q.format ? q.format : "B";
+        if (qf[0] == '<' || qf[0] == '=' || qf[0] == '@')
+            qf++;
+        int wide = strcmp(qf, "h") == 0;
+        if (!wide && strcmp(qf, "b") != 0) {
+            PyErr_SetString(PyExc_TypeError, "q: expected int16 or int8");
+            goto done;
+        }
+        Py_ssize_t n = q.len / q.itemsize, nb = (n + block - 1) / block;
+        if (out.len / (Py_ssize_t)sizeof(double) != n) {
+            PyErr_SetString(PyExc_ValueError, "out must have as many items as q");
+            goto done;
+        }
+        if (ref.len / (Py_ssize_t)sizeof(double) < nb ||
+            scale.len / (Py_ssize_t)sizeof(double) < nb) {
+            PyErr_Format(PyExc_ValueError, "ref and scale need one item per block (%zd)", nb);
+            goto done;
+        }
+        const double *pr = ref.buf, *ps = scale.buf;
+        double *po = out.buf;
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            Py_ssize_t start = b * block, m = n - start < block ? n - start : block;
+            if (wide)
+                expand_i16((const int16_t *)q.buf + start, po + start, m, pr[b], ps[b]);
+            else
+                expand_i8((const int8_t *)q.buf + start, po + start, m, pr[b], ps[b]);
+        }
+        Py_END_ALLOW_THREADS;
+        result = Py_NewRef(Py_None);
+    }
+done:
+    if (got >= 3)
+        PyBuffer_Release(&out);
+    if (got >= 2)
+        PyBuffer_Release(&scale);
+    if (got >= 1)
+        PyBuffer_Release(&ref);
+    PyBuffer_Release(&q);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, encode_doc},
     {"narrow32", py_narrow32, METH_VARARGS, narrow32_doc},
+    {"decode", decode, METH_VARARGS, decode_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,8 +9,8 @@ and measured_error() checks it against the decoded values.
 Gaps (NaN) survive as a reserved integer (the type's minimum). Infinities are rejected.
 The 80-bit tier keeps the 10 significant bytes of numpy.longdouble (stored in 16 bytes on
 x86-64), so it costs its nominal 10 bytes per value. Nothing loops per value in Python: the
-block encoder is one fused C pass per block, and the 32-bit tier measures its error in the
-conversion's own pass (_fastcodecs.c, AVX2 where the CPU has it). Each has a numpy reference
+block encoder and decoder are one C pass per block, and the 32-bit tier measures its error in
+the conversion's own pass (_fastcodecs.c, AVX2 where the CPU has it). Each has a numpy reference
 that gives the same results, used where no C compiler was found at install.
 """
 
@@ -256,7 +256,17 @@ def decode_extended(enc: Encoded) -> npt.NDArray[np.longdouble]:
     return full.view(np.longdouble).reshape(-1)
 
 
-def _decode_blocks(enc: Encoded) -> F64:
+def _decode_blocks(enc: Encoded, kernel: str = KERNEL) -> F64:
+    if kernel == "numpy" or _fastcodecs is None:
+        return _decode_blocks_numpy(enc)
+    assert enc.ref is not None and enc.scale is not None
+    out = np.empty(enc.n, dtype=np.float64)
+    _fastcodecs.decode(np.ascontiguousarray(enc.payload), enc.ref, enc.scale, out, BLOCK)
+    return out
+
+
+def _decode_blocks_numpy(enc: Encoded) -> F64:
+    """The reference for _fastcodecs.decode; the tests check both give the same floats."""
     assert enc.ref is not None and enc.scale is not None
     n, nb = enc.n, enc.ref.size
     info = np.iinfo(enc.payload.dtype)

@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from shared.codecs import (
     BLOCK,
     KERNEL,
+    _decode_blocks,
     _encode32,
     _encode_blocks,
     decode,
@@ -156,6 +157,8 @@ def test_compiled_encoder_matches_the_numpy_reference(
     for a, b in ((ours.ref, ref.ref), (ours.scale, ref.scale), (ours.block_error, ref.block_error)):
         assert a is not None and b is not None and np.array_equal(a, b)
     assert (ours.abs_error, ours.rel_error) == (ref.abs_error, ref.rel_error)
+    back = _decode_blocks(ours, kernel)
+    assert np.array_equal(back, _decode_blocks(ours, "numpy"), equal_nan=True)
 
 
 @pytest.mark.parametrize("kernel", sorted(set(COMPILED)))

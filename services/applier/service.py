@@ -31,7 +31,8 @@ from shared.messages import (
 
 log = logging.getLogger("qas.applier")
 SEEN_IDS = 10_000
-TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks
+TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks ...
+TICK_FLUSH_SECONDS = 5.0  # ... or once the oldest buffered one waited this long (slow feeds)
 
 
 class Enactor(Protocol):
@@ -70,6 +71,7 @@ class ApplierService:
         self.pool = pool
         self.event_clock = event_clock  # replays: judge a decision at its own time
         self._ticks: dict[str, list[float]] = {}
+        self._tick_since: dict[str, float] = {}  # when each symbol's buffer got its first tick
         self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
         self._stop = asyncio.Event()
 
@@ -155,8 +157,11 @@ class ApplierService:
         if self.pool is None:
             return
         buf = self._ticks.setdefault(tick.symbol, [])
+        now = self.clock()  # wall time, not event time: a replay of daily bars is not "slow"
+        if not buf:
+            self._tick_since[tick.symbol] = now
         buf.append(tick.price)
-        if len(buf) >= TICK_BLOCK:
+        if len(buf) >= TICK_BLOCK or now - self._tick_since[tick.symbol] >= TICK_FLUSH_SECONDS:
             self._ticks[tick.symbol] = []
             if not self.pool.write(
                 f"prices/{tick.symbol}", buf, value=self._profit, now=tick.event_time

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
-from services.applier.service import ApplierService
+from services.applier.service import TICK_BLOCK, TICK_FLUSH_SECONDS, ApplierService
 from services.bus.memory import MemoryBus
 from services.observer import sysfs
 from shared.config import DecisionConstants, Settings
@@ -99,6 +99,27 @@ async def test_ticks_fill_the_pool_and_apply_results_carry_its_figures() -> None
     assert 0 < r.error_bound <= 0.01
     snap = pool.read("prices/ES")
     assert snap.tiers == (8, 8) and np.max(np.abs(snap.values - prices) / prices) <= r.error_bound
+
+
+async def test_a_slow_feed_reaches_the_pool_within_the_flush_interval() -> None:
+    now = [100.0]
+    pool = TieredPool(budget_bytes=10**8)
+    svc = ApplierService(MemoryBus(), S, "me", pool=pool, clock=lambda: now[0])
+
+    def tick(i: int) -> PriceTick:
+        return PriceTick(event_time=1.0 + i, host_id="h", symbol="ES", price=43_210.5 + i)
+
+    for i in range(3):
+        await svc.on_tick(tick(i))
+        now[0] += 1.0
+    assert pool.blocks("prices/ES") == ()  # 3 ticks in 2 s: still buffered (block of TICK_BLOCK)
+    now[0] += TICK_FLUSH_SECONDS
+    await svc.on_tick(tick(3))
+    snap = pool.read("prices/ES")
+    assert snap.values.size == 4 < TICK_BLOCK
+    assert np.allclose(snap.values, 43_210.5 + np.arange(4), rtol=snap.rel_error)
+    await svc.on_tick(tick(4))  # the next block starts afresh
+    assert len(pool.blocks("prices/ES")) == 1
 
 
 def test_cgroup_v2_tree_and_dry_run(tmp_path: Path) -> None:

@@ -286,6 +286,9 @@ static const kernel PORTABLE = {"portable", block_range, quant16_portable, quant
 static const kernel AVX2 = {"avx2", range_avx2, quant16_avx2, quant8_avx2, narrow32_avx2};
 #endif
 
+/* Chosen once, at import; read-only afterwards. */
+static const kernel *BEST = &PORTABLE;
+
 static const kernel *best_kernel(void)
 {
 #ifdef HAVE_AVX2_KERNEL
@@ -329,7 +332,7 @@ static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOnd|p", &ox, &oq, &olo, &ohi, &oref, &oscale, &block,
                           &levels, &portable))
         return NULL;
-    const kernel *k = portable ? &PORTABLE : best_kernel();
+    const kernel *k = portable ? &PORTABLE : BEST;
     if (block <= 0 || levels <= 0) {
         PyErr_SetString(PyExc_ValueError, "block and levels must be positive");
         return NULL;
@@ -415,7 +418,7 @@ static PyObject *py_narrow32(PyObject *Py_UNUSED(self), PyObject *args)
     int portable = 0;
     if (!PyArg_ParseTuple(args, "OO|p", &ox, &of, &portable))
         return NULL;
-    const kernel *k = portable ? &PORTABLE : best_kernel();
+    const kernel *k = portable ? &PORTABLE : BEST;
     Py_buffer x, f;
     if (get(ox, &x, 0, "d", "x") < 0)
         return NULL;
@@ -549,7 +552,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fastcodecs(void)
 {
     PyObject *mod = PyModule_Create(&module);
-    if (mod && PyModule_AddStringConstant(mod, "KERNEL", best_kernel()->name) < 0)
+    BEST = best_kernel();
+    if (mod && PyModule_AddStringConstant(mod, "KERNEL", BEST->name) < 0)
         Py_CLEAR(mod);
     return mod;
 }

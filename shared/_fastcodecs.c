@@ -138,26 +138,15 @@ typedef void (*narrow32_fn)(const double *, float *, Py_ssize_t, double[3]);
 static void narrow32_portable(const double *x, float *f, Py_ssize_t n, double out[3])
 {
     double amax[4] = {0, 0, 0, 0}, rmax[4] = {0, 0, 0, 0}, big[4] = {0, 0, 0, 0};
-    Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        for (int k = 0; k < 4; k++) {
-            double v = x[i + k], a = fabs(v);
-            float c = (float)v; /* IEEE (Annex F): beyond float32 max gives inf, checked below */
-            f[i + k] = c;
-            double e = fabs((double)c - v), r = e / a;
-            amax[k] = e > amax[k] ? e : amax[k];
-            rmax[k] = r > rmax[k] ? r : rmax[k];
-            big[k] = a > big[k] ? a : big[k];
-        }
-    }
-    for (; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int k = (int)(i & 3);
         double v = x[i], a = fabs(v);
-        float c = (float)v;
+        float c = (float)v; /* IEEE (Annex F): beyond float32 max gives inf, checked by the caller */
         f[i] = c;
         double e = fabs((double)c - v), r = e / a;
-        amax[0] = e > amax[0] ? e : amax[0];
-        rmax[0] = r > rmax[0] ? r : rmax[0];
-        big[0] = a > big[0] ? a : big[0];
+        amax[k] = e > amax[k] ? e : amax[k];
+        rmax[k] = r > rmax[k] ? r : rmax[k];
+        big[k] = a > big[k] ? a : big[k];
     }
     for (int k = 1; k < 4; k++) {
         amax[0] = amax[k] > amax[0] ? amax[k] : amax[0];
@@ -299,15 +288,26 @@ static const kernel *best_kernel(void)
     return &PORTABLE;
 }
 
+/* A buffer's struct format without its byte-order prefix ("<h" and "=h" are "h"). */
+static const char *bare_format(const Py_buffer *view)
+{
+    const char *f = view->format ? view->format : "B";
+    return f[0] == '<' || f[0] == '=' || f[0] == '@' ? f + 1 : f;
+}
+
+/* Bytes per code of an int16 ("h") or int8 ("b") buffer; 0 for anything else. */
+static int code_width(const Py_buffer *view)
+{
+    const char *f = bare_format(view);
+    return strcmp(f, "h") == 0 ? 2 : strcmp(f, "b") == 0 ? 1 : 0;
+}
+
 static int get(PyObject *obj, Py_buffer *view, int writable, const char *fmt, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
-        f++;
-    if (strcmp(f, fmt) != 0) {
+    if (strcmp(bare_format(view), fmt) != 0) {
         PyErr_Format(PyExc_TypeError, "%s: expected buffer format '%s', got '%s'", name, fmt,
                      view->format ? view->format : "B");
         PyBuffer_Release(view);
@@ -357,10 +357,8 @@ static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args)
     int ok = 1;
     if (got < 4)
         goto done;
-    const char *qf = q.format ? q.format : "B";
-    if (qf[0] == '<' || qf[0] == '=' || qf[0] == '@')
-        qf++;
-    if (strcmp(qf, "h") != 0 && strcmp(qf, "b") != 0) {
+    int width = code_width(&q);
+    if (width == 0) {
         PyErr_SetString(PyExc_TypeError, "q: expected int16 or int8");
         goto done;
     }
@@ -376,7 +374,7 @@ static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args)
     {
         const double *px = (const double *)x.buf;
         double *plo = lo.buf, *phi = hi.buf, *pref = ref.buf, *pscale = scale.buf;
-        int wide = q.itemsize == 2;
+        int wide = width == 2;
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t b = 0; b < nb && ok; b++) {
             Py_ssize_t start = b * block;
@@ -492,11 +490,8 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     got = 3;
     {
-        const char *qf = q.format ? q.format : "B";
-        if (qf[0] == '<' || qf[0] == '=' || qf[0] == '@')
-            qf++;
-        int wide = strcmp(qf, "h") == 0;
-        if (!wide && strcmp(qf, "b") != 0) {
+        int width = code_width(&q), wide = width == 2;
+        if (width == 0) {
             PyErr_SetString(PyExc_TypeError, "q: expected int16 or int8");
             goto done;
         }

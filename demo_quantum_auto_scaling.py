@@ -13,9 +13,10 @@ import sys
 
 import msgspec
 
+from app.replay import replay
+from app.runtime import Options
 from core.quantum_auto_scaler import QuantumAutoScaler
-from services.replay import read_series, replay
-from services.runtime import Options
+from shared.csvseries import read_series
 from shared.data import SAMPLE
 from shared.decision import decide
 from shared.messages import ScalingDecision

@@ -24,13 +24,13 @@ from typing import Any
 
 import msgspec
 
-from services.applier.service import Enactor
-from services.decider.state import HostState
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from shared.apply_policy import skip_reason
 from shared.config import Settings
 from shared.decision import check_inputs, decide
+from shared.enactor import Enactor
+from shared.hoststate import HostState
 from shared.messages import (
     HardwareSnapshot,
     MarketEntropy,

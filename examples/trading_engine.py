@@ -20,7 +20,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.replay import read_series
+from shared.csvseries import read_series
 from shared.data import SAMPLE
 from shared.market import StreamingEstimator
 

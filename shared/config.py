@@ -9,19 +9,10 @@ from typing import Annotated
 
 from msgspec import Meta, Struct, field
 
+from shared.topics import Topics
+
 Positive = Annotated[float, Meta(gt=0.0)]
 Ratio = Annotated[float, Meta(ge=0.0, le=1.0)]
-
-
-class Topics(Struct, frozen=True, kw_only=True):
-    hardware: str = "qas.hardware"
-    sensors: str = "qas.sensors"
-    entropy: str = "market.entropy"
-    profit: str = "market.profit"
-    ticks: str = "market.ticks"
-    decisions: str = "qas.decisions"
-    applied: str = "qas.applied"
-    dlq: str = "qas.dlq"
 
 
 class ScoreConstants(Struct, frozen=True, kw_only=True):

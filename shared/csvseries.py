@@ -13,10 +13,12 @@ a non-numeric or non-positive price, an unparsable time, or a time not after the
 from __future__ import annotations
 
 import csv
+import gzip
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -151,3 +153,12 @@ def load(
         prices.append(price)
     return Series(np.array(times), np.array(prices), header[t_idx].strip() or "(unnamed)",
                   header[p_idx].strip(), layout, rows, skipped)  # fmt: skip
+
+
+def read_series(
+    path: Path, time_column: str | None = None, price_column: str | None = None
+) -> Series:
+    """``load`` over a file; ``.gz`` files are decompressed on the fly."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:  # type: ignore[operator]
+        return load(f, time_column, price_column)

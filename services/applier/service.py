@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
+from services.base import ConsumingService, Handler
 from services.bus.base import Bus
-from services.bus.consume import Route, publish_retrying, serve
+from services.bus.consume import publish_retrying
 from shared.apply_policy import engine_config, skip_reason
 from shared.config import Settings
+from shared.enactor import Enactor
 from shared.messages import (
-    ActuatorResult,
     ApplyResult,
     HardwareSnapshot,
     PriceTick,
@@ -35,13 +35,9 @@ TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks
 TICK_FLUSH_SECONDS = 5.0  # ... or once the oldest buffered one waited this long (slow feeds)
 
 
-class Enactor(Protocol):
-    """One thing the applier changes (a memory pool, a cgroup, a GPU power limit)."""
+class ApplierService(ConsumingService):
+    service = "applier"
 
-    def enact(self, d: ScalingDecision) -> ActuatorResult: ...
-
-
-class ApplierService:
     def __init__(
         self,
         bus: Bus,
@@ -56,15 +52,11 @@ class ApplierService:
         pool: TieredPool | None = None,
         event_clock: bool = False,
     ) -> None:
-        self.bus = bus
-        self.settings = settings
-        self.host_id = host_id
+        super().__init__(bus, settings, host_id, group=group)
         self.metrics = metrics or Metrics()
         self.enactors = list(enactors)
         self.clock = clock
-        self.group = group
         self.honour_jitter = honour_jitter
-        self.stats: Counter[str] = Counter()
         self.results: OrderedDict[str, ApplyResult] = OrderedDict()
         self.last_applied_time: dict[str, float] = {}
         self.on_result: Callable[[ApplyResult], None] | None = None
@@ -73,7 +65,6 @@ class ApplierService:
         self._ticks: dict[str, list[float]] = {}
         self._tick_since: dict[str, float] = {}  # when each symbol's buffer got its first tick
         self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
-        self._stop = asyncio.Event()
 
     def _enact(self, d: ScalingDecision, started: float) -> ApplyResult:
         outcomes = [e.enact(d) for e in self.enactors]
@@ -175,27 +166,14 @@ class ApplierService:
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
         self.metrics.observe_hardware(snap)
 
-    def routes(self) -> dict[str, Route]:
-        t = self.settings.topics
+    def handlers(self) -> Mapping[str, Handler]:
         return {
-            t.decisions: Route(ScalingDecision, self.on_decision),
-            t.sensors: Route(SensorReading, self.on_sensors),
-            t.hardware: Route(HardwareSnapshot, self.on_hardware),
-            t.ticks: Route(PriceTick, self.on_tick),
+            "decisions": self.on_decision,
+            "sensors": self.on_sensors,
+            "hardware": self.on_hardware,
+            "ticks": self.on_tick,
         }
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        routes = self.routes()
+    async def on_start(self) -> None:
         self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
         self.metrics.watch_dead_letters("applier", self.stats)
-        await serve(
-            self.bus,
-            routes,
-            self.group,
-            stop=stop,
-            dlq_topic=self.settings.topics.dlq,
-            host_id=self.host_id,
-            service="applier",
-            stats=self.stats,
-        )

@@ -9,7 +9,15 @@ import msgspec
 
 
 class BusError(RuntimeError):
-    """The broker is unreachable or refused us; the message says what to do."""
+    """The broker is unreachable or refused us; the message says what to do.
+
+    ``retriable`` (as aiokafka marks its errors): the same call may succeed later, so loops back
+    off and try again; a fatal error ends the service with this message.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class Record(msgspec.Struct, frozen=True):

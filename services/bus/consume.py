@@ -3,7 +3,8 @@
 A record that fails to decode, or whose handler raises, goes to the DLQ topic with its original
 bytes, topic/partition/offset and the reason; it is counted and the loop moves on. The batch is
 committed (last offset + 1 per partition) only after every record in it was handled or
-dead-lettered, so a crash or a stop mid-batch redelivers instead of losing.
+dead-lettered, so a crash or a stop mid-batch redelivers instead of losing. A retriable broker
+error (fetch or commit) backs off and tries again; a fatal one ends the loop with its message.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from shared.messages import DeadLetter, InvalidMessage, decode, encode
 
 log = logging.getLogger("qas.consume")
 
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """Who consumes, and how: one object instead of loose keyword arguments."""
+
+    group: str
+    service: str
+    host_id: str
+    dlq_topic: str
+    poll_seconds: float = 0.2
+    max_records: int = 500
+
 
 @dataclass(frozen=True)
 class Route:
@@ -32,6 +47,14 @@ class Route:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.kind))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once on stop."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
 
 
 async def publish_retrying(
@@ -47,21 +70,16 @@ async def publish_retrying(
             if stop.is_set():
                 raise
             log.warning("publish %s to %s failed (%s); retrying in %.1f s", what, topic, exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
-            delay = min(5.0, delay * 2)
+            await _pause(stop, delay)
+            delay = min(MAX_BACKOFF_SECONDS, delay * 2)
 
 
 async def dead_letter(
     bus: Bus,
     record: Record,
     reason: str,
+    sub: Subscriber,
     *,
-    dlq_topic: str,
-    host_id: str,
-    service: str,
     stop: asyncio.Event,
     stats: Counter[str],
 ) -> None:
@@ -71,89 +89,90 @@ async def dead_letter(
     )
     letter = DeadLetter(
         event_time=time.time(),
-        host_id=host_id,
+        host_id=sub.host_id,
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         reason=reason[:2000],
         payload=record.value,
         key=record.key,
-        service=service,
+        service=sub.service,
     )
-    await publish_retrying(bus, dlq_topic, host_id, encode(letter), stop, "dead letter")
+    await publish_retrying(bus, sub.dlq_topic, sub.host_id, encode(letter), stop, "dead letter")
+
+
+async def _handle(
+    bus: Bus,
+    record: Record,
+    route: Route,
+    sub: Subscriber,
+    stop: asyncio.Event,
+    stats: Counter[str],
+) -> None:
+    try:
+        msg = decode(record.value, route.kind, route.decoder)
+    except InvalidMessage as exc:
+        await dead_letter(bus, record, f"undecodable: {exc}", sub, stop=stop, stats=stats)
+        return
+    try:
+        await route.handle(msg)
+    except BusError:
+        raise
+    except Exception as exc:  # a bug or bad value in one record must not stop the service
+        log.exception("%s: handler for %s failed", sub.service, record.topic)
+        await dead_letter(bus, record, f"handler failed: {exc!r}", sub, stop=stop, stats=stats)
+        return
+    stats[f"consumed:{record.topic}"] += 1
 
 
 async def consume(
     bus: Bus,
     consumer: Consumer,
     routes: dict[str, Route],
+    sub: Subscriber,
     *,
     stop: asyncio.Event,
-    dlq_topic: str,
-    host_id: str,
-    service: str,
     stats: Counter[str],
-    poll_seconds: float = 0.2,
+    on_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run until ``stop`` is set; the caller starts and stops the consumer."""
+    delay = 0.2
     while not stop.is_set():
-        records = await consumer.getmany(timeout=poll_seconds)
-        for record in records:
-            route = routes.get(record.topic)
-            if route is None:
-                continue
-            try:
-                msg = decode(record.value, route.kind, route.decoder)
-            except InvalidMessage as exc:
-                await dead_letter(
-                    bus,
-                    record,
-                    f"undecodable: {exc}",
-                    dlq_topic=dlq_topic,
-                    host_id=host_id,
-                    service=service,
-                    stop=stop,
-                    stats=stats,
-                )
-                continue
-            try:
-                await route.handle(msg)
-            except BusError:
+        try:
+            records = await consumer.getmany(sub.poll_seconds, sub.max_records)
+            for record in records:
+                route = routes.get(record.topic)
+                if route is not None:
+                    await _handle(bus, record, route, sub, stop, stats)
+                stats[f"handled:{record.topic}"] += 1
+            if records:
+                await consumer.commit(records)
+        except BusError as exc:
+            if not exc.retriable or stop.is_set():
                 raise
-            except Exception as exc:  # a bug or bad value in one record must not stop the service
-                log.exception("%s: handler for %s failed", service, record.topic)
-                await dead_letter(
-                    bus,
-                    record,
-                    f"handler failed: {exc!r}",
-                    dlq_topic=dlq_topic,
-                    host_id=host_id,
-                    service=service,
-                    stop=stop,
-                    stats=stats,
-                )
-                continue
-            stats[f"consumed:{record.topic}"] += 1
-        if records:
-            await consumer.commit(records)
+            stats["broker_retries"] += 1
+            log.warning("%s: %s; retrying in %.1f s", sub.service, exc, delay)
+            await _pause(stop, delay)
+            delay = min(MAX_BACKOFF_SECONDS, delay * 2)
+            continue
+        delay = 0.2
+        if records and on_batch is not None:
+            await on_batch()
 
 
 async def serve(
     bus: Bus,
     routes: dict[str, Route],
-    group: str,
+    sub: Subscriber,
     *,
     stop: asyncio.Event,
-    dlq_topic: str,
-    host_id: str,
-    service: str,
     stats: Counter[str],
+    on_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """A service's whole consuming life: join the group, consume until stop, leave cleanly."""
-    consumer = bus.consumer(list(routes), group)
+    consumer = bus.consumer(list(routes), sub.group)
     await consumer.start()
     try:
-        await consume(bus, consumer, routes, stop=stop, dlq_topic=dlq_topic, host_id=host_id,
-                      service=service, stats=stats)  # fmt: skip
+        await consume(bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch)
     finally:
         await consumer.stop()

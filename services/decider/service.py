@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from services.base import ConsumingService, Handler
 from services.bus.base import Bus
-from services.bus.consume import Route, publish_retrying, serve
-from services.decider.state import HostState
+from services.bus.consume import publish_retrying
 from shared.config import Settings
 from shared.decision import decide
+from shared.hoststate import HostState
 from shared.market import StreamingEstimator
 from shared.messages import (
     HardwareSnapshot,
@@ -28,7 +27,9 @@ from shared.precision import platform_top_bits
 log = logging.getLogger("qas.decider")
 
 
-class DeciderService:
+class DeciderService(ConsumingService):
+    service = "decider"
+
     def __init__(
         self,
         bus: Bus,
@@ -39,20 +40,15 @@ class DeciderService:
         group: str = "qas-decider",
         event_clock: bool = False,
     ) -> None:
-        self.bus = bus
-        self.settings = settings
-        self.host_id = host_id
+        super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
-        self.group = group
         self.hosts: dict[str, HostState] = {}
-        self.stats: Counter[str] = Counter()
         self.top_bits = platform_top_bits()
         self.on_decision: Callable[[ScalingDecision], None] | None = None
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
         self._estimators: dict[tuple[str, str], StreamingEstimator] = {}
-        self._stop = asyncio.Event()
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())
@@ -131,26 +127,11 @@ class DeciderService:
                                            source="heuristic:trend")  # fmt: skip
         await self._evaluate(tick.host_id)
 
-    def routes(self) -> dict[str, Route]:
-        t = self.settings.topics
+    def handlers(self) -> Mapping[str, Handler]:
         return {
-            t.hardware: Route(HardwareSnapshot, self.on_hardware),
-            t.sensors: Route(SensorReading, self.on_sensors),
-            t.entropy: Route(MarketEntropy, self.on_entropy),
-            t.profit: Route(ProfitPotential, self.on_profit),
-            t.ticks: Route(PriceTick, self.on_tick),
+            "hardware": self.on_hardware,
+            "sensors": self.on_sensors,
+            "entropy": self.on_entropy,
+            "profit": self.on_profit,
+            "ticks": self.on_tick,
         }
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-        routes = self.routes()
-        await serve(
-            self.bus,
-            routes,
-            self.group,
-            stop=stop,
-            dlq_topic=self.settings.topics.dlq,
-            host_id=self.host_id,
-            service="decider",
-            stats=self.stats,
-        )

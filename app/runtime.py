@@ -24,7 +24,7 @@ import msgspec
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
-from services.applier.service import ApplierService, Enactor
+from services.applier.service import ApplierService
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
@@ -33,6 +33,7 @@ from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
 from shared.config import Settings
+from shared.enactor import Enactor
 from shared.messages import ApplyResult, PriceTick, ScalingDecision, Struct, encode
 
 log = logging.getLogger("qas")
@@ -69,8 +70,8 @@ def make_bus(opts: Options) -> Bus:
     return KafkaBus(
         opts.bootstrap_servers,
         connect_timeout=opts.connect_timeout,
-        topics=[t.hardware, t.sensors, t.entropy, t.profit, t.ticks, t.decisions, t.applied, t.dlq],
-        compacted_topics=[t.hardware],
+        topics=t.all(),
+        compacted_topics=t.compacted(),
     )
 
 
@@ -82,7 +83,7 @@ def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
 
 async def sample_market(opts: Options, bus: Bus, stop: asyncio.Event) -> None:
     """Loop the shipped sample as live ticks (wall-clock time), for a demo without an engine."""
-    from services.replay import read_series
+    from shared.csvseries import read_series
     from shared.data import SAMPLE
 
     series = await asyncio.to_thread(read_series, SAMPLE)

@@ -15,7 +15,7 @@ from tests.support.broker import TansuBroker
 from tests.support.data import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-QAS = [sys.executable, "-m", "services.cli"]
+QAS = [sys.executable, "-m", "app.cli"]
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.broker import TansuBroker, free_port
 
-QAS = [sys.executable, "-m", "services.cli"]
+QAS = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
+from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
-from services.runtime import JsonLines, Options, make_probe, run_services
 from shared.config import Settings
 
 EXIT_USAGE = 2
@@ -367,7 +367,7 @@ def _cmd_run(args: argparse.Namespace, which: tuple[str, ...]) -> int:
 
 
 def _cmd_hardware(args: argparse.Namespace) -> int:
-    from services.report_text import hardware_table
+    from app.report_text import hardware_table
 
     opts = _options(args)
     probe = make_probe(opts)
@@ -405,7 +405,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _load_for_replay(args: argparse.Namespace) -> tuple[Any, str]:
-    from services.replay import read_series
+    from shared.csvseries import read_series
     from shared.data import SAMPLE
 
     path = SAMPLE if str(args.csv) == "sample" else args.csv
@@ -427,7 +427,7 @@ def _load_for_replay(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from services.replay import Progress, replay
+    from app.replay import Progress, replay
 
     series, symbol = _load_for_replay(args)
     opts = _options(args)
@@ -440,8 +440,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from services.replay import Progress, replay
-    from services.report_plot import write_report
+    from app.replay import Progress, replay
+    from app.report_plot import write_report
 
     suffix = args.output.suffix.lower()
     if suffix not in (".png", ".html"):

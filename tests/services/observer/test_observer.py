@@ -25,7 +25,7 @@ from shared.config import Settings
 from shared.messages import HardwareSnapshot, SensorReading, decode
 from tests.support.fake_nvml import A100_40GB, RTX_3060_TI, RTX_4090, FakeNvml
 
-HOSTS = Path(__file__).resolve().parents[1] / "fixtures" / "hosts"
+HOSTS = Path(__file__).resolve().parents[2] / "fixtures" / "hosts"
 GIB = 1 << 30
 S = Settings()
 
@@ -246,8 +246,8 @@ def test_live_inventory_matches_psutil_and_cgroups() -> None:
 
 
 def test_qas_hardware_json_is_stable_across_runs() -> None:
-    cmd = [sys.executable, "-m", "services.cli", "hardware", "--json"]
-    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "app.cli", "hardware", "--json"]
+    root = Path(__file__).resolve().parents[3]
     outs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root).stdout)
             for _ in range(2)]  # fmt: skip
     fps = {o["hardware"]["fingerprint"] for o in outs}

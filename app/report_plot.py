@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.replay import ReplayResult
+from app.replay import ReplayResult
 from shared.market import entropy_and_profit_series
 
 TRIGGER_STYLE = {

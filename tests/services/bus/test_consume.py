@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from services.bus.consume import Route, consume
+from services.bus.consume import Route, Subscriber, consume
 from services.bus.memory import MemoryBus
 from shared.messages import DeadLetter, MarketEntropy, decode, encode
 
@@ -17,12 +17,10 @@ async def _run_until(bus: MemoryBus, routes: dict[str, Route], done, stats):  # 
             bus,
             consumer,
             routes,
+            Subscriber(group="svc", service="test", host_id="me", dlq_topic="qas.dlq",
+                       poll_seconds=0.02),
             stop=stop,
-            dlq_topic="qas.dlq",
-            host_id="me",
-            service="test",
             stats=stats,
-            poll_seconds=0.02,
         )
     )
     async with asyncio.timeout(3):

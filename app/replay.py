@@ -10,21 +10,16 @@ choice as `qas run` (embedded by default).
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 import msgspec
 
-from services.applier.pool import TieredPool
-from services.applier.service import ApplierService
-from services.decider.service import DeciderService
-from services.runtime import (
+from app.runtime import (
     JsonLines,
     Options,
     install_signal_handlers,
@@ -32,18 +27,13 @@ from services.runtime import (
     make_enactors,
     make_probe,
 )
-from shared.csvseries import Series, load
+from services.applier.pool import TieredPool
+from services.applier.service import ApplierService
+from services.decider.service import DeciderService
+from shared.csvseries import Series
 from shared.messages import PriceTick, ScalingDecision, encode
 
 log = logging.getLogger("qas.replay")
-
-
-def read_series(
-    path: Path, time_column: str | None = None, price_column: str | None = None
-) -> Series:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as f:  # type: ignore[operator]
-        return load(f, time_column, price_column)
 
 
 class Progress:
@@ -140,11 +130,9 @@ async def replay(
                     await asyncio.sleep(0)  # let the services keep up at --speed max
             n = i + 1 if series.times.size else 0
             async with asyncio.timeout(max(30.0, n / 200)):
-                while decider.stats[f"consumed:{t.ticks}"] < n and not stop.is_set():  # noqa: ASYNC110 - a counter, not an event
-                    await asyncio.sleep(0.02)
-                done = f"consumed:{t.decisions}"
-                while applier.stats[done] < decider.stats["decisions"] and not stop.is_set():  # noqa: ASYNC110 - counters
-                    await asyncio.sleep(0.02)  # every decision applied (or skipped) before we stop
+                await decider.drained(t.ticks, n)
+                # every decision applied (or skipped) before we stop
+                await applier.drained(t.decisions, decider.stats["decisions"])
             stop.set()
             del tasks
         log.info("replayed %d rows in %.1f s: %d decisions", n, time.monotonic() - started,

@@ -1,0 +1,73 @@
+"""One consuming-service base: a subscriber object that owns its loop (FastStream's shape).
+
+A service names its handlers by topic role (``shared.topics``); the base builds the routes from
+the topic table, runs the one consume loop, keeps the stats and lets callers await progress
+(``drained``) instead of polling counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+
+from services.bus.base import Bus
+from services.bus.consume import Route, Subscriber, serve
+from shared.config import Settings
+from shared.topics import BY_ROLE
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class ConsumingService:
+    service: ClassVar[str] = "service"
+
+    def __init__(self, bus: Bus, settings: Settings, host_id: str, *, group: str) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.host_id = host_id
+        self.group = group
+        self.stats: Counter[str] = Counter()
+        self._stop = asyncio.Event()
+        self._progress = asyncio.Condition()
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """Topic role -> handler of its decoded message."""
+        raise NotImplementedError
+
+    def routes(self) -> dict[str, Route]:
+        t = self.settings.topics
+        return {t.name(role): Route(BY_ROLE[role].message, h) for role, h in self.handlers().items()}
+
+    @property
+    def subscriber(self) -> Subscriber:
+        return Subscriber(
+            group=self.group,
+            service=self.service,
+            host_id=self.host_id,
+            dlq_topic=self.settings.topics.dlq,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        await self.on_start()
+        await serve(
+            self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
+            on_batch=self._batch_done,
+        )  # fmt: skip
+
+    async def on_start(self) -> None:
+        """Hook before the first record (metrics wiring, state rebuild)."""
+
+    async def _batch_done(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def drained(self, topic: str, count: int) -> None:
+        """Return once ``count`` records of ``topic`` were handled (consumed or dead-lettered),
+        or when the service stops."""
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: self.stats[f"handled:{topic}"] >= count or self._stop.is_set()
+            )

@@ -1,0 +1,90 @@
+"""The one topic table: each topic's role, default name, message, retention and who uses it.
+
+Services' routes, the bus's topic creation and the README's topic list all read ``TABLE``. A new
+topic is a row here plus its field in ``Topics`` (a test fails if the two disagree), its Struct in
+``shared/messages.py`` and a handler in the service that consumes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msgspec import Struct
+
+from shared.messages import (
+    ApplyResult,
+    DeadLetter,
+    HardwareSnapshot,
+    MarketEntropy,
+    PriceTick,
+    ProfitPotential,
+    ScalingDecision,
+    SensorReading,
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    role: str  # the field of ``Topics`` that holds its configured name
+    default: str
+    message: type[Struct]
+    compacted: bool
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    content: str
+
+
+TABLE: tuple[TopicSpec, ...] = (
+    TopicSpec("hardware", "qas.hardware", HardwareSnapshot, True, ("observer",),
+              ("decider", "applier"),
+              "inventory, fingerprint, capability scores; on start and on change"),
+    TopicSpec("sensors", "qas.sensors", SensorReading, False, ("observer",),
+              ("decider", "applier"),
+              "temperatures, utilisation, memory pressure, throttle flags; periodic"),
+    TopicSpec("entropy", "market.entropy", MarketEntropy, False, ("engine",), ("decider",),
+              "market entropy (volatility) in [0, 1]"),
+    TopicSpec("profit", "market.profit", ProfitPotential, False, ("engine",), ("decider",),
+              "profit potential in [0, 1]"),
+    TopicSpec("ticks", "market.ticks", PriceTick, False, ("engine", "replay"),
+              ("decider", "applier"),
+              "prices; QAS derives entropy and a profit heuristic from them"),
+    TopicSpec("decisions", "qas.decisions", ScalingDecision, False, ("decider",),
+              ("applier", "engine"), "the scaling decision with its triggers and reasons"),
+    TopicSpec("applied", "qas.applied", ApplyResult, False, ("applier",), ("engine",),
+              "what was enacted, or why not"),
+    TopicSpec("dlq", "qas.dlq", DeadLetter, False, ("observer", "decider", "applier"), (),
+              "every rejected input, with the reason"),
+)  # fmt: skip
+
+BY_ROLE: dict[str, TopicSpec] = {s.role: s for s in TABLE}
+
+
+def _d(role: str) -> str:
+    return BY_ROLE[role].default
+
+
+class Topics(Struct, frozen=True, kw_only=True):
+    """The configured topic names, one field per row of ``TABLE``."""
+
+    hardware: str = _d("hardware")
+    sensors: str = _d("sensors")
+    entropy: str = _d("entropy")
+    profit: str = _d("profit")
+    ticks: str = _d("ticks")
+    decisions: str = _d("decisions")
+    applied: str = _d("applied")
+    dlq: str = _d("dlq")
+
+    def name(self, role: str) -> str:
+        value: str = getattr(self, role)
+        return value
+
+    def all(self) -> list[str]:
+        """Every topic, for the bus to create."""
+        return [self.name(s.role) for s in TABLE]
+
+    def compacted(self) -> list[str]:
+        return [self.name(s.role) for s in TABLE if s.compacted]
+
+    def consumed_by(self, service: str) -> list[TopicSpec]:
+        return [s for s in TABLE if service in s.consumers]

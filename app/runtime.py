@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from app.options import default
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
@@ -41,22 +42,24 @@ log = logging.getLogger("qas")
 
 @dataclass
 class Options:
-    bootstrap_servers: str | None = None
-    duration: float | None = None
-    json: bool = False
-    metrics_port: int | None = 9464
-    metrics_addr: str = "127.0.0.1"
-    host_id: str = ""
-    connect_timeout: float = 30.0
+    """What the services run with; each default is the one declared in ``app.options``."""
+
+    bootstrap_servers: str | None = default("bootstrap_servers")
+    duration: float | None = default("duration")
+    json: bool = default("json")
+    metrics_port: int | None = default("metrics_port")
+    metrics_addr: str = default("metrics_addr")
+    host_id: str = default("host_id")
+    connect_timeout: float = default("connect_timeout")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
-    cgroup: Path | None = None
-    cgroup_cpu: Path | None = None
-    target_pid: int | None = None
-    gpu_power_limit: bool = False
-    dry_run: bool = False
-    market: str = "none"  # "sample": loop the shipped S&P 500 sample as the market
-    market_rate: float = 20.0  # rows per second
+    cgroup: Path | None = default("cgroup")  # noqa: RUF009 - an immutable None
+    cgroup_cpu: Path | None = default("cgroup_cpu")  # noqa: RUF009 - an immutable None
+    target_pid: int | None = default("target_pid")
+    gpu_power_limit: bool = default("gpu_power_limit")
+    dry_run: bool = default("dry_run")
+    market: str = default("market")  # "sample": loop the shipped S&P 500 sample as the market
+    market_rate: float = default("market_rate")  # rows per second
 
     @property
     def resolved_host_id(self) -> str:

@@ -1,0 +1,220 @@
+"""Every command-line option, declared once: flag, type, default, help, QAS_* variable, commands.
+
+``add_options`` generates the argparse arguments of a subcommand from ``OPTIONS``; the
+environment is read through the same declaration (a flag wins over its variable, the variable
+over the default), and ``default`` is what ``app.runtime.Options`` uses when nothing is given.
+A new option is one ``Opt`` here plus the code that reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Subcommand groups an option belongs to.
+SERVICES = ("run", "observer", "decider", "applier")
+KAFKA_ONLY = ("observer", "decider", "applier")  # --bootstrap-servers is required there
+ENACTING = ("run", "applier")
+REPLAYING = ("replay", "report")
+
+
+class OptionError(Exception):
+    """A bad value in the environment: one line naming the variable."""
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number: {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1]: {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0 picks a free one): {text!r}")
+    return value
+
+
+def bootstrap(text: str) -> str:
+    for server in text.split(","):
+        host, sep, number = server.strip().rpartition(":")
+        if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
+            raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
+    return text
+
+
+def speed(text: str) -> float | None:
+    if text.lower() == "max":
+        return None
+    return positive_float(text)
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Opt:
+    flag: str
+    help: str
+    commands: tuple[str, ...]
+    type: Callable[[str], Any] = str
+    default: Any = None
+    env: str | None = None  # QAS_* variable; None: flag only
+    switch: bool = False  # store_true
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    required_in: tuple[str, ...] = ()  # commands where it must be given (flag or variable)
+    short: str | None = None
+    positional: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def env_value(self) -> Any:
+        """The variable's value converted, or the default; OptionError names the variable."""
+        raw = os.environ.get(self.env) if self.env else None
+        if raw in (None, ""):
+            return self.default
+        try:
+            value = boolean(raw) if self.switch else self.type(raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise OptionError(f"environment variable {self.env}: {exc}") from None
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(f"environment variable {self.env}: expected one of "
+                              f"{', '.join(self.choices)}, got {raw!r}")  # fmt: skip
+        return value
+
+    def help_text(self) -> str:
+        note = []
+        if self.env:
+            note.append(f"env {self.env}")
+        if not self.switch and self.default not in (None, "") and not self.positional:
+            note.append(f"default {self.default}")
+        return self.help + (f" [{'; '.join(note)}]" if note else "")
+
+
+OPTIONS: tuple[Opt, ...] = (
+    # Where and who.
+    Opt("--bootstrap-servers", "Kafka bootstrap servers; omitted: the embedded in-process bus "
+        "(no broker needed) where the command allows it",
+        (*SERVICES, *REPLAYING), bootstrap, None, "QAS_BOOTSTRAP_SERVERS", metavar="HOST:PORT",
+        required_in=KAFKA_ONLY),
+    Opt("--host-id", "host id used as the message key (default: the hostname)",
+        (*SERVICES, *REPLAYING, "hardware", "decide"), str, "", "QAS_HOST_ID"),
+    Opt("--connect-timeout", "how long to retry an unreachable broker before giving up",
+        SERVICES, positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
+    Opt("--sensor-interval", "seconds between sensor readings",
+        SERVICES, positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
+    Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",
+        SERVICES, positive_float, None, "QAS_DURATION", metavar="SECONDS"),
+    Opt("--json", "print one JSON object per line on stdout for every decision and apply "
+        "result (field 'type': 'decision' or 'applied')",
+        (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
+    # Metrics.
+    Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one)",
+        ENACTING, port, 9464, "QAS_METRICS_PORT", metavar="PORT"),
+    Opt("--metrics-addr", "address for /metrics", ENACTING, str, "127.0.0.1", "QAS_METRICS_ADDR",
+        metavar="ADDR"),
+    Opt("--no-metrics", "do not serve /metrics", ENACTING, env="QAS_NO_METRICS", switch=True,
+        default=False),
+    # Actuators: all off until configured.
+    Opt("--cgroup", "enact memory/CPU limits on this cgroup directory (v2, or the v1 memory "
+        "cgroup); off by default", ENACTING, Path, None, "QAS_CGROUP", metavar="DIR"),
+    Opt("--cgroup-cpu", "cgroup v1 only: the cpu controller's directory", ENACTING, Path, None,
+        "QAS_CGROUP_CPU", metavar="DIR"),
+    Opt("--target-pid", "set CPU affinity and niceness of this process; off by default",
+        ENACTING, int, None, "QAS_TARGET_PID", metavar="PID"),
+    Opt("--gpu-power-limit", "set NVIDIA power limits through NVML (needs root); off by default",
+        ENACTING, env="QAS_GPU_POWER_LIMIT", switch=True, default=False),
+    Opt("--dry-run", "actuators report what they would do and change nothing", ENACTING,
+        env="QAS_DRY_RUN", switch=True, default=False),
+    # The demo market.
+    Opt("--market", "sample: feed the shipped S&P 500 2007-2009 sample, looping, as the market "
+        "when no engine publishes", ("run",), str, "none", "QAS_MARKET",
+        choices=("none", "sample")),
+    Opt("--market-rate", "pace of --market sample", ("run",), positive_float, 20.0,
+        "QAS_MARKET_RATE", metavar="ROWS_PER_SECOND"),
+    # Replay and report.
+    Opt("csv", "price file: Yahoo OHLCV, FRED two-column, or pandas OHLCV; '.gz' is read too; "
+        "'sample' is the S&P 500 2007-2009 sample shipped with QAS", REPLAYING, Path,
+        metavar="CSV", positional=True),
+    Opt("--speed", "rows spaced by their time gap divided by X (86400: a day a second); max: as "
+        "fast as possible [default: max]", REPLAYING, speed, None, metavar="X|max"),
+    Opt("--time-column", "the time column (default: detected)", REPLAYING, metavar="NAME"),
+    Opt("--price-column", "the price column (default: detected)", REPLAYING, metavar="NAME"),
+    Opt("--symbol", "symbol for the ticks (default: the file name)", REPLAYING),
+    Opt("--output", "report.png or report.html", ("report",), Path, None, metavar="FILE",
+        required_in=("report",), short="-o"),
+    # One decision.
+    Opt("--entropy", "market entropy in [0, 1]", ("decide",), unit_float, required_in=("decide",)),
+    Opt("--thermal", "thermal state in [0, 1] (default: measured on this machine)", ("decide",),
+        unit_float),
+    Opt("--profit", "profit potential in [0, 1]", ("decide",), unit_float,
+        required_in=("decide",)),
+)  # fmt: skip
+
+LOG_LEVEL = Opt("--log-level", "log level; logs go to stderr", (), str.upper, "INFO",
+                "QAS_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))  # fmt: skip
+
+BY_DEST: dict[str, Opt] = {o.dest: o for o in OPTIONS}
+
+
+def default(dest: str) -> Any:
+    """The declared default of an option, for code that runs without a command line."""
+    return BY_DEST[dest].default
+
+
+def add_options(p: argparse.ArgumentParser, command: str) -> None:
+    """Every option of ``command``, with its environment variable as the default."""
+    for o in OPTIONS:
+        if command not in o.commands:
+            continue
+        if o.positional:
+            p.add_argument(o.dest, type=o.type, metavar=o.metavar, help=o.help_text())
+            continue
+        names = [o.short, o.flag] if o.short else [o.flag]
+        value = o.env_value()
+        required = command in o.required_in and (value is None)
+        if o.switch:
+            p.add_argument(*names, action="store_true", default=value, help=o.help_text())
+        else:
+            p.add_argument(
+                *names, type=o.type, default=value, required=required, metavar=o.metavar,
+                choices=o.choices, help=o.help_text(),
+            )  # fmt: skip
+
+
+def add_log_level(p: argparse.ArgumentParser, top: bool) -> None:
+    """On the top parser with its variable; on subcommands too (SUPPRESS keeps the top's)."""
+    o = LOG_LEVEL
+    p.add_argument(
+        o.flag, type=o.type, choices=o.choices, help=o.help_text(),
+        default=(o.env_value() if top else argparse.SUPPRESS),
+    )  # fmt: skip

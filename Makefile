@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
 run: $(STAMP)
 	$(BIN)/qas run $(ARGS)
 
-## make test: lint, strict typing of the pure core, then the whole suite (starts its own Kafka broker)
+## make test: lint, mypy --strict on every package, then the whole suite (starts its own Kafka broker)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared
+	$(BIN)/mypy shared services core app
 
 ## make bench: every benchmark in bench/, ratios measured side by side in one run
 bench: $(STAMP)

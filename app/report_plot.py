@@ -13,6 +13,7 @@ import numpy as np
 
 from app.replay import ReplayResult
 from shared.market import entropy_and_profit_series
+from shared.tiers import ALL_BITS, TIERS
 
 TRIGGER_STYLE = {
     "market_entropy": ("tab:orange", "^"),
@@ -58,7 +59,7 @@ def _figure_png(result: ReplayResult, title: str) -> bytes:
     axes[3].axhline(1.0, color="grey", ls=":", lw=1)
     axes[3].set_ylabel("scaling factor")
     axes[4].set_ylabel("precision bits")
-    axes[4].set_yticks([8, 16, 32, 64, 80])
+    axes[4].set_yticks(ALL_BITS, [t.name for t in TIERS])
     axes[5].set_ylabel("memory budget GiB")
     for ax in axes[1:3]:
         ax.set_ylim(-0.02, 1.02)

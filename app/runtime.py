@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
+from msgspec import Struct
 
 from app.options import default
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
@@ -35,7 +36,7 @@ from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
 from shared.config import Settings
 from shared.enactor import Enactor
-from shared.messages import ApplyResult, PriceTick, ScalingDecision, Struct, encode
+from shared.messages import ApplyResult, PriceTick, ScalingDecision, encode
 
 log = logging.getLogger("qas")
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from shared.precision import platform_top_bits
+from shared.tiers import Bits, tier
 
 try:  # the compiled encoders, built by `pip install` where a C compiler exists (setup.py)
     from shared import _fastcodecs
@@ -35,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only on machines without a c
 KERNEL: Final[str] = "numpy" if _fastcodecs is None else _fastcodecs.KERNEL
 
 BLOCK: Final = 256
-Tier = Literal[8, 16, 32, 64, 80]
+Tier = Bits
 F64 = npt.NDArray[np.float64]
 
 _INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
@@ -64,7 +65,7 @@ class Encoded:
 
 
 def nominal_bytes(bits: int) -> float:
-    return {80: 10.0, 64: 8.0, 32: 4.0, 16: 2.0, 8: 1.0}[bits]
+    return tier(bits).nominal_bytes
 
 
 def _check(values: npt.ArrayLike, finite: bool = True) -> F64:
@@ -86,7 +87,8 @@ def encode(values: npt.ArrayLike, bits: int) -> Encoded:
         return Encoded(64, x.size, x.copy())
     if bits == 80:
         return _encode_top(x)
-    raise ValueError(f"unknown precision tier {bits}; expected 8, 16, 32, 64 or 80")
+    tier(bits)  # raises, naming the known tiers
+    raise ValueError(f"no encoder for precision tier {bits}")
 
 
 def _encode32(x: F64, kernel: str = KERNEL) -> Encoded:

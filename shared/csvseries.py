@@ -160,5 +160,5 @@ def read_series(
 ) -> Series:
     """``load`` over a file; ``.gz`` files are decompressed on the fly."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as f:  # type: ignore[operator]
+    with opener(path, "rt", newline="") as f:
         return load(f, time_column, price_column)

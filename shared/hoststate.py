@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from shared.messages import (
     DecisionInputs,
+    Envelope,
     HardwareSnapshot,
     MarketEntropy,
     PriorState,
@@ -34,7 +35,10 @@ class HostState:
 
     def inputs(self, now: float, top_bits: int | None = None) -> DecisionInputs:
         hw, sn = self.hardware, self.sensors
-        age = lambda m: None if m is None else max(0.0, now - m.event_time)  # noqa: E731
+
+        def age(m: Envelope | None) -> float | None:
+            return None if m is None else max(0.0, now - m.event_time)
+
         gpu_free = None
         if sn is not None and sn.gpus:
             frees = [g.memory_free_bytes for g in sn.gpus if g.memory_free_bytes is not None]

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
+from shared.tiers import Bits
+
 SCHEMA_VERSION: Final = 1
 
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
@@ -237,7 +239,7 @@ class ScalingDecision(Envelope, frozen=True, kw_only=True):
     scaling_factor: Annotated[float, Meta(ge=0.0, le=100.0)]
     memory_adjustment: Annotated[float, Meta(ge=0.0, le=100.0)]
     memory_budget_bytes: Bytes
-    precision_bits: Literal[8, 16, 32, 64, 80]
+    precision_bits: Bits
     precision_tier: str
     batch_size: Annotated[int, Meta(ge=1)]
     workers: Annotated[int, Meta(ge=1)]

@@ -17,16 +17,9 @@ from typing import Literal
 import numpy as np
 
 from shared.config import DecisionConstants
+from shared.tiers import ALL_BITS, TIERS, Bits
 
-Bits = Literal[8, 16, 32, 64, 80]
-
-TIER_NAMES: dict[int, str] = {
-    8: "block8",  # 8-bit blockwise quantised (shared/codecs.py)
-    16: "block16",  # 16-bit offsets from a block reference
-    32: "float32",
-    64: "float64",
-    80: "extended80",  # x87 80-bit extended (numpy.longdouble on x86-64)
-}
+TIER_NAMES: dict[int, str] = {t.bits: t.name for t in TIERS}
 
 
 def platform_top_bits() -> Literal[64, 80]:
@@ -35,7 +28,7 @@ def platform_top_bits() -> Literal[64, 80]:
 
 
 def ladder(top_bits: int) -> tuple[Bits, ...]:
-    return (8, 16, 32, 64, 80) if top_bits == 80 else (8, 16, 32, 64)
+    return tuple(b for b in ALL_BITS if b <= top_bits)
 
 
 def choose_precision(

@@ -26,10 +26,20 @@ from shared import predictive
 from shared.messages import ActuatorResult, ScalingDecision
 
 
-def _result(name: str, ok: bool, detail: str, dry: bool, **kw: object) -> ActuatorResult:
+def _result(
+    name: str,
+    ok: bool,
+    detail: str,
+    dry: bool,
+    *,
+    bytes_before: int | None = None,
+    bytes_after: int | None = None,
+    error_bound: float | None = None,
+) -> ActuatorResult:
     return ActuatorResult(
-        actuator=name, status="applied" if ok else "failed", detail=detail, dry_run=dry, **kw
-    )  # type: ignore[arg-type]
+        actuator=name, status="applied" if ok else "failed", detail=detail, dry_run=dry,
+        bytes_before=bytes_before, bytes_after=bytes_after, error_bound=error_bound,
+    )  # fmt: skip
 
 
 @dataclass

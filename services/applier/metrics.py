@@ -15,6 +15,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from shared.tiers import ALL_BITS
+
 if TYPE_CHECKING:
     from services.applier.pool import TieredPool
 
@@ -98,7 +100,7 @@ class Metrics:
 
     def observe_pool(self, pool: TieredPool, name: str = "prices") -> None:
         by_tier = pool.bytes_by_tier()
-        for bits in (8, 16, 32, 64, 80):
+        for bits in ALL_BITS:
             self.pool_bytes.labels(name, str(bits)).set(by_tier.get(bits, 0))
         self.pool_bytes.labels(name, "reserve").set(pool.reserved_bytes)
         self.pool_error.labels(name).set(pool.error_bound())
@@ -111,7 +113,8 @@ class Metrics:
         self.precision_bytes.labels(h).set(d.precision_bits / 8)
         self.coherence.labels(h).set(d.coherence_score)
         self.confidence.labels(h).set(d.confidence)
-        for trigger in d.triggers or ["none"]:
+        triggers: list[str] = [*d.triggers]
+        for trigger in triggers or ["none"]:
             self.decisions.labels(trigger).inc()
 
     def observe_apply(self, result: ApplyResult) -> None:

@@ -72,7 +72,7 @@ class TieredPool:
         self._lock = threading.Lock()
         self._buffers: dict[str, tuple[Block, ...]] = {}
         self._seq = 0
-        self._reserve: np.ndarray | None = None  # type: ignore[type-arg]
+        self._reserve: np.ndarray | None = None
 
     # --- reading (no lock) ----------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class TieredPool:
             if reserve is not None:
                 self._set_reserve(reserve)
             report = PoolReport(before, before, 0.0)
-            rank = {b: i for i, b in enumerate(ladder(self.top_bits))}
+            rank: dict[int, int] = {b: i for i, b in enumerate(ladder(self.top_bits))}
             for name, blocks in list(self._buffers.items()):
                 new = tuple(
                     b if b.high_value or rank.get(b.enc.bits, 0) <= rank.get(bits, 0)

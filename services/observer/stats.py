@@ -55,7 +55,7 @@ class LiveStats:
             Temperature(
                 sensor=f"{chip}/{t.label or 'temp'}",
                 celsius=float(t.current),
-                throttle_celsius=float(t.high or t.critical) if (t.high or t.critical) else None,
+                throttle_celsius=_throttle_point(t.high, t.critical),
             )
             for chip, entries in groups.items()
             for t in entries
@@ -92,3 +92,8 @@ class ProcfsStats:
 
     def temperatures(self) -> list[Temperature]:
         return []  # a recorded tree's temperatures come from its thermal/hwmon files
+
+
+def _throttle_point(high: float | None, critical: float | None) -> float | None:
+    point = high or critical
+    return float(point) if point else None

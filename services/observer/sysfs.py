@@ -75,7 +75,7 @@ def cgroup_memory_limit(root: Path) -> int | None:
         value = int(v1)
         return None if value >= UNLIMITED_V1 or value < 0 else value
     v2 = cgroup_file(root, "", "memory.max")
-    return None if v2 in (None, "max") else int(v2)  # type: ignore[arg-type]
+    return None if v2 is None or v2 == "max" else int(v2)
 
 
 def cgroup_cpu_quota(root: Path) -> float | None:
@@ -213,7 +213,9 @@ def pi_throttle(root: Path) -> PiThrottle | None:
 
 
 def decode_pi_throttled(raw: int) -> PiThrottle:
-    bit = lambda n: bool(raw >> n & 1)  # noqa: E731
+    def bit(n: int) -> bool:
+        return bool(raw >> n & 1)
+
     return PiThrottle(
         raw=raw,
         under_voltage=bit(0),

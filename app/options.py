@@ -218,3 +218,18 @@ def add_log_level(p: argparse.ArgumentParser, top: bool) -> None:
         o.flag, type=o.type, choices=o.choices, help=o.help_text(),
         default=(o.env_value() if top else argparse.SUPPRESS),
     )  # fmt: skip
+
+
+def options_markdown() -> str:
+    """The README's option reference, from ``OPTIONS``."""
+    rows = ["| option | variable | default | commands | meaning |", "|---|---|---|---|---|"]
+    for o in (*OPTIONS, LOG_LEVEL):
+        if o.positional:
+            continue
+        flag = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
+        shown = "off" if o.switch else ("-" if o.default in (None, "") else f"{o.default}")
+        commands = ", ".join(o.commands) or "all"
+        meaning = o.help.replace("|", "\\|")
+        rows.append(f"| {flag} | {f'`{o.env}`' if o.env else '-'} | {shown} | {commands} | "
+                    f"{meaning} |")  # fmt: skip
+    return "\n".join(rows)

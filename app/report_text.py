@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.messages import HardwareSnapshot, SensorReading
+from shared.topics import TABLE
 
 GIB = 1 << 30
 
@@ -69,3 +70,13 @@ def hardware_table(snap: HardwareSnapshot, reading: SensorReading) -> str:
         rows.append((f"not read: {m.part}", m.reason))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def topics_markdown() -> str:
+    """The README's topic table, from the one topic table."""
+    rows = ["| topic | producers | consumers | content |", "|---|---|---|---|"]
+    for spec in TABLE:
+        name = f"`{spec.default}`" + (" (compacted)" if spec.compacted else "")
+        rows.append(f"| {name} | {', '.join(spec.producers)} | "
+                    f"{', '.join(spec.consumers) or '-'} | {spec.content} |")  # fmt: skip
+    return "\n".join(rows)

@@ -226,6 +226,7 @@ def decide(
         or inp.market_entropy >= c.high_volatility_threshold
     )
     confidence = math.prod(fresh) * (1.0 if inp.fingerprint else 0.5) * (0.9 if conflict else 1.0)
+    confidence *= inp.market_confidence  # an entropy estimate still warming up
     if inp.fingerprint is None:
         state = "SUPERPOSITION"
     elif inp.hardware_changed:
@@ -238,6 +239,8 @@ def decide(
     factor, bits = step.factor, step.bits
     mem_adj, budget, batch, workers = _sizing(inp, factor, bits, c)
     triggers, reasons = _explain(acted, p, factor, bits, c)
+    if inp.market_note:
+        reasons = [*reasons, inp.market_note]
     fp = inp.fingerprint or ""
     phase = (_phase(fp) + inp.harmonic_coherence * TWO_PI) % TWO_PI
     # Spread a fleet's *changes*; the first decision and urgent ones go out at once.

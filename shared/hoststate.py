@@ -60,4 +60,6 @@ class HostState:
             gpu_free_bytes=gpu_free,
             thermal_throttling=False if sn is None else sn.thermal_throttling,
             top_precision_bits=80 if (top_bits or platform_top_bits()) == 80 else 64,
+            market_confidence=1.0 if self.entropy is None else self.entropy.confidence,
+            market_note="" if self.entropy is None else self.entropy.note,
         )

@@ -1,17 +1,28 @@
 """Market inputs from prices: entropy (volatility regime) and a profit-potential heuristic.
 
-Market entropy, in [0, 1], over a window of ``window`` log returns (default 32):
+Market entropy, in [0, 1], over a window of ``window`` log returns:
 
     pe   = normalised permutation entropy of the returns (order 3): 1 for patternless moves,
            lower when moves repeat a shape (trending, mean-reverting)
     rank = percentile rank of the window's realised volatility (std of returns) among the
-           previous ``history`` windows (default 500): 0 = the calmest seen, 1 = the wildest
+           previous ``history`` windows: 0 = the calmest seen, 1 = the wildest
     entropy = 0.25 * pe + 0.75 * rank
 
-Only returns and counts are used, so the same estimator works on ticks, minute bars or daily
-bars: "the window" is always the last 32 observations. Ranking volatility against its own
-history makes the value relative to the instrument and the bar size. Until ``min_history``
-windows have been seen, the rank is against what there is (a short series reads mid-band).
+Windows in time as well as in counts. Given the bars' times, the bar spacing (the median of
+the first 8 gaps) sets the horizon once (``horizon``):
+
+    window  = clamp(45 days / spacing, 8, 32) returns     daily 32, weekly 8, monthly 8, ticks 32
+    history = clamp(730 days / spacing, 24, 500) windows  daily 500, weekly 104, monthly 24
+    warm-up = min(history, 60) windows of history
+
+so a monthly series is not read over a 32-month window nor ranked against 40 years it does not
+have. Without times (counts only) the window is 32 returns and the history 500 windows.
+
+Warm-up is explicit. The first ``window`` prices give no estimate at all. After that, until the
+history holds ``warm-up`` windows, each estimate is marked: its ranks are pulled towards mid-band
+in proportion to the history it has (a rank against 3 windows says little, and would otherwise
+read as the extreme of the whole series), its ``confidence`` ramps from 0.30 to 0.65, below the
+0.7 apply gate, and its ``reason`` says how much history it had. After warm-up confidence is 1.
 A constant series has zero volatility and a single ordinal pattern: it reads 0.
 
 Profit potential, HEURISTIC for demos and replays (a real engine publishes its own on
@@ -26,8 +37,9 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -36,6 +48,13 @@ HISTORY: Final = 500
 ORDER: Final = 3
 PE_WEIGHT: Final = 0.25
 PROFIT_ALPHA: Final = 0.2
+MIN_WINDOW: Final = 8
+MIN_HISTORY: Final = 24
+WARMUP: Final = 60
+WINDOW_SPAN: Final = 45 * 86400.0
+HISTORY_SPAN: Final = 730 * 86400.0
+SPACING_GAPS: Final = 8  # the bar spacing is the median of the first 8 gaps
+WARMUP_CONFIDENCE: Final = (0.30, 0.65)  # from no history to almost warm; 1.0 once warm
 _LOG_PATTERNS: Final = math.log(math.factorial(ORDER))
 
 F64 = npt.NDArray[np.float64]
@@ -73,16 +92,81 @@ def _rank(value: float, history: Sequence[float] | F64) -> float:
     return float((below + 0.5 * ties) / h.size)
 
 
-def entropy_and_profit_series(
-    prices: npt.ArrayLike, window: int = WINDOW, history: int = HISTORY
-) -> tuple[F64, F64]:
-    """Both estimates for every price (the first ``window`` read 0.5: not enough data)."""
+class Horizon(msgspec.Struct, frozen=True):
+    """How many returns a window holds and how many windows a rank is taken against."""
+
+    window: int = WINDOW
+    history: int = HISTORY
+    warmup: int = WARMUP
+    spacing_seconds: float | None = None  # None: counts only (no times given)
+
+
+def horizon(times: Sequence[float] | F64 | None) -> Horizon:
+    """The horizon for bars at these times (only the first 8 gaps are read)."""
+    if times is None:
+        return Horizon()
+    t = np.asarray(times, dtype=np.float64)[: SPACING_GAPS + 1]
+    if t.size < SPACING_GAPS + 1:
+        return Horizon()
+    spacing = float(np.median(np.diff(t)))
+    if not math.isfinite(spacing) or spacing <= 0:
+        return Horizon()
+    window = min(WINDOW, max(MIN_WINDOW, round(WINDOW_SPAN / spacing)))
+    history = min(HISTORY, max(MIN_HISTORY, round(HISTORY_SPAN / spacing)))
+    return Horizon(window, history, min(history, WARMUP), spacing)
+
+
+class Estimate(NamedTuple):
+    entropy: float
+    profit: float
+    confidence: float = 1.0  # below 1 during warm-up
+    reason: str = ""  # why it is below 1
+
+
+def _warmup(filled: int, h: Horizon) -> tuple[float, float, str]:
+    """(weight of the ranks, confidence, reason) with ``filled`` windows of history."""
+    if filled >= h.warmup:
+        return 1.0, 1.0, ""
+    frac = filled / h.warmup
+    lo, hi = WARMUP_CONFIDENCE
+    bars = ""
+    if h.spacing_seconds is not None:
+        bars = f"; bars every {_duration(h.spacing_seconds)}, window {h.window} bars"
+    return (
+        frac,
+        lo + (hi - lo) * frac,
+        f"Market estimate warming up: volatility ranked against {filled} of the "
+        f"{h.warmup} windows it needs{bars}; confidence lowered.",
+    )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+class MarketSeries(NamedTuple):
+    entropy: F64
+    profit: F64
+    confidence: F64  # 0 where there is no estimate yet (the first ``window`` prices)
+    horizon: Horizon
+
+
+def estimate_series(
+    prices: npt.ArrayLike, times: Sequence[float] | F64 | None = None, h: Horizon | None = None
+) -> MarketSeries:
+    """Every price's estimate (the first ``window`` read 0.5 with confidence 0: no data yet)."""
+    h = h if h is not None else horizon(times)
     r = log_returns(prices)
     n = r.size + 1
     entropy = np.full(n, 0.5)
     profit = np.full(n, 0.5)
+    confidence = np.zeros(n)
+    window, history = h.window, h.history
     if r.size < window:
-        return entropy, profit
+        return MarketSeries(entropy, profit, confidence, h)
     wins = np.lib.stride_tricks.sliding_window_view(r, window)
     vols = wins.std(axis=1)
     sums = np.abs(wins.sum(axis=1))
@@ -92,18 +176,40 @@ def entropy_and_profit_series(
     smoothed: float | None = None
     for k in range(wins.shape[0]):
         lo = max(0, k - history)
+        weight, confidence[k + window], _ = _warmup(k - lo, h)
         pe = permutation_entropy(wins[k]) if vols[k] > 0 else 0.0
-        vol_rank = _rank(float(vols[k]), vols[lo:k]) if vols[k] > 0 else 0.0
+        vol_rank = _shrink(_rank(float(vols[k]), vols[lo:k]), weight) if vols[k] > 0 else 0.0
         entropy[k + window] = min(1.0, max(0.0, PE_WEIGHT * pe + (1 - PE_WEIGHT) * vol_rank))
-        rank = _rank(float(trends[k]), trends[lo:k])
+        rank = _shrink(_rank(float(trends[k]), trends[lo:k]), weight)
         smoothed = rank if smoothed is None else smoothed + PROFIT_ALPHA * (rank - smoothed)
         profit[k + window] = smoothed
-    return entropy, profit
+    return MarketSeries(entropy, profit, confidence, h)
+
+
+def _shrink(rank: float, weight: float) -> float:
+    return rank if weight >= 1.0 else 0.5 + (rank - 0.5) * weight
+
+
+def entropy_and_profit_series(
+    prices: npt.ArrayLike,
+    window: int = WINDOW,
+    history: int = HISTORY,
+    *,
+    times: Sequence[float] | F64 | None = None,
+) -> tuple[F64, F64]:
+    """Both estimates for every price (the first ``window`` read 0.5: not enough data).
+    With ``times`` the window and history follow the bar spacing (``horizon``)."""
+    h = horizon(times) if times is not None else Horizon(window, history, min(history, WARMUP))
+    est = estimate_series(prices, h=h)
+    return est.entropy, est.profit
 
 
 @dataclass
 class StreamingEstimator:
-    """The same estimates, one price at a time (the decider uses it on ``market.ticks``)."""
+    """The same estimates, one price at a time (the decider uses it on ``market.ticks``).
+
+    Give each price its time (``update(price, when)``) and the horizon follows the bar spacing
+    as in ``horizon``; without times it is counts only (or the ``window``/``history`` given)."""
 
     window: int = WINDOW
     history: int = HISTORY
@@ -112,36 +218,52 @@ class StreamingEstimator:
     _vols: deque[float] = field(default_factory=deque)
     _trends: deque[float] = field(default_factory=deque)
     _profit: float | None = None
+    _times: list[float] = field(default_factory=list)
+    _horizon: Horizon | None = None
 
-    def update(self, price: float) -> tuple[float, float] | None:
-        """(entropy, profit) once a full window has been seen, else None."""
+    @property
+    def horizon(self) -> Horizon:
+        if self._horizon is not None:
+            return self._horizon
+        return Horizon(self.window, self.history, min(self.history, WARMUP))
+
+    def update(self, price: float, when: float | None = None) -> Estimate | None:
+        """The estimate once a full window has been seen, else None."""
         if not math.isfinite(price) or price <= 0:
             raise ValueError(f"price must be a positive finite number, got {price!r}")
+        if when is not None and self._horizon is None and len(self._times) <= SPACING_GAPS:
+            self._times.append(when)
+            if len(self._times) == SPACING_GAPS + 1:
+                self._horizon = horizon(self._times)
+        h = self.horizon
         last, self._last = self._last, price
         if last is None:
             return None
         self._returns.append(math.log(price / last))
-        if len(self._returns) > self.window:
+        while len(self._returns) > max(WINDOW, h.window):
             self._returns.popleft()
-        if len(self._returns) < self.window:
+        if len(self._returns) < h.window or (
+            when is not None and self._horizon is None and len(self._times) <= SPACING_GAPS
+        ):
             return None
-        r = np.fromiter(self._returns, dtype=np.float64, count=self.window)
+        window = h.window
+        r = np.fromiter(self._returns, dtype=np.float64, count=len(self._returns))[-window:]
         # The same reductions as the batch path, bit for bit: discrete prices make exact ties,
         # and a last-bit difference would rank them differently.
-        row = np.lib.stride_tricks.sliding_window_view(r, self.window)
+        row = np.lib.stride_tricks.sliding_window_view(r, window)
         vol = float(row.std(axis=1)[0])
-        trend = (
-            0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(self.window))
-        )
+        trend = 0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(window))
+        weight, confidence, reason = _warmup(len(self._vols), h)
         pe = permutation_entropy(r) if vol > 0 else 0.0
-        vol_rank = _rank(vol, self._vols) if vol > 0 else 0.0
-        rank = _rank(trend, self._trends)
+        vol_rank = _shrink(_rank(vol, self._vols), weight) if vol > 0 else 0.0
+        rank = _shrink(_rank(trend, self._trends), weight)
         profit = (
             rank if self._profit is None else self._profit + PROFIT_ALPHA * (rank - self._profit)
         )
         self._profit = profit
         for q, v in ((self._vols, vol), (self._trends, trend)):
             q.append(v)
-            if len(q) > self.history:
+            while len(q) > h.history:
                 q.popleft()
-        return min(1.0, max(0.0, PE_WEIGHT * pe + (1 - PE_WEIGHT) * vol_rank)), profit
+        entropy = min(1.0, max(0.0, PE_WEIGHT * pe + (1 - PE_WEIGHT) * vol_rank))
+        return Estimate(entropy, profit, confidence, reason)

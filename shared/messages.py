@@ -179,6 +179,9 @@ class SensorReading(Envelope, frozen=True, kw_only=True):
 class MarketEntropy(Envelope, frozen=True, kw_only=True):
     value: Unit
     source: str = "engine"
+    # below 1 while an estimate derived from ticks is still warming up; ``note`` says why
+    confidence: Unit = 1.0
+    note: Annotated[str, Meta(max_length=512)] = ""
 
 
 class ProfitPotential(Envelope, frozen=True, kw_only=True):
@@ -214,6 +217,8 @@ class DecisionInputs(Struct, frozen=True, kw_only=True):
     gpu_free_bytes: Bytes | None = None  # summed over GPUs; None on CPU-only hosts
     thermal_throttling: bool = False
     top_precision_bits: Literal[64, 80] = 80  # 80 where numpy.longdouble is x87 extended
+    market_confidence: Unit = 1.0  # the entropy estimate's own confidence (warm-up)
+    market_note: str = ""  # why it is below 1
 
 
 class PriorState(Struct, frozen=True, kw_only=True):

@@ -104,7 +104,7 @@ class DeciderService(ConsumingService):
         unless the engine's own values are fresh."""
         self._event_time = tick.event_time
         est = self._estimators.setdefault((tick.host_id, tick.symbol), StreamingEstimator())
-        derived = est.update(tick.price)
+        derived = est.update(tick.price, tick.event_time)
         if derived is None:
             return
         state = self._host(tick.host_id)
@@ -115,9 +115,9 @@ class DeciderService(ConsumingService):
             or state.entropy.source == "ticks"
             or t - state.entropy.event_time > limit
         ):
-            state.entropy = MarketEntropy(
-                event_time=t, host_id=tick.host_id, value=derived[0], source="ticks"
-            )
+            state.entropy = MarketEntropy(event_time=t, host_id=tick.host_id, value=derived.entropy,
+                                          source="ticks", confidence=derived.confidence,
+                                          note=derived.reason)  # fmt: skip
         if (
             state.profit is None
             or state.profit.source == "heuristic:trend"

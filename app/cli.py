@@ -145,8 +145,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     sink = JsonLines() if args.json else None
     result = asyncio.run(replay(opts, series, speed=args.speed, symbol=symbol, sink=sink,
                                 progress=Progress(series.prices.size)))  # fmt: skip
+    failed = f", {result.results['failed']} failed" if result.results["failed"] else ""
     print(f"replayed {series.prices.size} rows: {len(result.decisions)} decisions, "
-          f"{result.applied} applied", file=sys.stderr)  # fmt: skip
+          f"{result.applied} applied, {result.results['skipped']} skipped{failed}",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -5,17 +5,27 @@ heuristic from the ticks and decides at the row's time, the applier enacts at th
 time. This machine's current sensor reading (thermal state, free memory) stands for the whole
 replay: it is published once, stamped with the last row's time, so it is never stale. Same services, same bus
 choice as `qas run` (embedded by default).
+
+Each replay is a run of its own: a run id tags its host id (``HOST~replay-RUN``) and names its
+consumer groups, and its decider and applier handle only records of that host. On a Kafka
+topic that holds earlier runs' ticks and decisions, those are read past and counted under
+``other runs``, never decided, applied or counted, and the replay ends when every row of *this*
+run was decided on and every decision of this run has an apply result. So the counts are the
+same on Kafka, fresh or not, as on the embedded bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from functools import partial
+from typing import Any, TextIO
 
 import msgspec
 
@@ -29,6 +39,7 @@ from app.runtime import (
 )
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
+from services.base import ConsumingService, Handler
 from services.decider.service import DeciderService
 from shared.csvseries import Series
 from shared.messages import PriceTick, ScalingDecision, encode
@@ -62,6 +73,39 @@ class ReplayResult:
     series: Series
     decisions: list[ScalingDecision] = field(default_factory=list)
     applied: int = 0
+    results: Counter[str] = field(default_factory=Counter)  # apply results by status
+    run_id: str = ""
+    host_id: str = ""  # the tagged host id this run published under
+
+
+def _this_run(svc: ConsumingService, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
+    """Handle only this run's host; count what was handled for it under ``run:ROLE``."""
+
+    def guard(role: str, handler: Handler) -> Handler:
+        async def handle(msg: Any) -> None:
+            if msg.host_id != svc.host_id:
+                svc.stats["other runs"] += 1
+                return
+            await handler(msg)
+            svc.stats[f"run:{role}"] += 1
+
+        return handle
+
+    return {role: guard(role, h) for role, h in handlers.items()}
+
+
+def _has_state(svc: ConsumingService) -> bool:
+    return svc.stats["run:hardware"] >= 1 and svc.stats["run:sensors"] >= 1
+
+
+class _RunDecider(DeciderService):
+    def handlers(self) -> Mapping[str, Handler]:
+        return _this_run(self, super().handlers())
+
+
+class _RunApplier(ApplierService):
+    def handlers(self) -> Mapping[str, Handler]:
+        return _this_run(self, super().handlers())
 
 
 async def replay(
@@ -73,18 +117,21 @@ async def replay(
     sink: JsonLines | None = None,
     progress: Progress | None = None,
     on_decision: Callable[[ScalingDecision], None] | None = None,
+    run_id: str | None = None,
 ) -> ReplayResult:
     """speed None: as fast as possible; else rows are spaced by their time gap / speed."""
-    host = opts.resolved_host_id
-    result = ReplayResult(series)
+    run = run_id or secrets.token_hex(4)
+    host = f"{opts.resolved_host_id}~replay-{run}"
+    result = ReplayResult(series, run_id=run, host_id=host)
     bus = make_bus(opts)
     await bus.start()
     stop = asyncio.Event()
     install_signal_handlers(stop)
     pool = TieredPool(budget_bytes=64 << 20)
-    decider = DeciderService(bus, opts.settings, host, event_clock=True, group="qas-replay-decider")
-    applier = ApplierService(bus, opts.settings, host, pool=pool, enactors=make_enactors(opts, pool),
-                             event_clock=True, group="qas-replay-applier")  # fmt: skip
+    decider = _RunDecider(bus, opts.settings, host, event_clock=True,
+                          group=f"qas-replay-{run}-decider")  # fmt: skip
+    applier = _RunApplier(bus, opts.settings, host, pool=pool, enactors=make_enactors(opts, pool),
+                          event_clock=True, group=f"qas-replay-{run}-applier")  # fmt: skip
 
     def decided(d: ScalingDecision) -> None:
         result.decisions.append(d)
@@ -108,11 +155,16 @@ async def replay(
             first = float(series.times[0]) if series.times.size else time.time()
             last = float(series.times[-1]) if series.times.size else first
             await bus.publish(
-                t.hardware, host, encode(msgspec.structs.replace(snap, event_time=first))
+                t.hardware, host, encode(msgspec.structs.replace(snap, event_time=first, host_id=host))
             )
             await bus.publish(
-                t.sensors, host, encode(msgspec.structs.replace(live, event_time=last))
+                t.sensors, host, encode(msgspec.structs.replace(live, event_time=last, host_id=host))
             )
+            # On Kafka each topic is fetched on its own: ticks must not overtake the machine's
+            # state, or the first decisions are made without it (confidence 0.14, not applied).
+            async with asyncio.timeout(60.0):
+                for svc in (decider, applier):
+                    await svc.until(partial(_has_state, svc))
             started, prev = time.monotonic(), first
             for i, (when, price) in enumerate(
                 zip(series.times.tolist(), series.prices.tolist(), strict=True)
@@ -130,14 +182,20 @@ async def replay(
                     await asyncio.sleep(0)  # let the services keep up at --speed max
             n = i + 1 if series.times.size else 0
             async with asyncio.timeout(max(30.0, n / 200)):
-                await decider.drained(t.ticks, n)
-                # every decision applied (or skipped) before we stop
-                await applier.drained(t.decisions, decider.stats["decisions"])
+                # every row of this run decided on, then every decision of it applied or skipped
+                await decider.until(lambda: decider.stats["run:ticks"] >= n)
+                await applier.until(
+                    lambda: applier.stats["run:decisions"] >= decider.stats["decisions"]
+                )
             stop.set()
             del tasks
         log.info("replayed %d rows in %.1f s: %d decisions", n, time.monotonic() - started,
                  len(result.decisions))  # fmt: skip
         result.applied = applier.stats["applied"]
+        result.results = Counter({k: applier.stats[k] for k in ("applied", "skipped", "failed")})
+        if decider.stats["other runs"] or applier.stats["other runs"]:
+            log.info("read past %d records of other runs", decider.stats["other runs"]
+                     + applier.stats["other runs"])  # fmt: skip
     finally:
         stop.set()
         await bus.stop()

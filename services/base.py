@@ -67,7 +67,9 @@ class ConsumingService:
     async def drained(self, topic: str, count: int) -> None:
         """Return once ``count`` records of ``topic`` were handled (consumed or dead-lettered),
         or when the service stops."""
+        await self.until(lambda: self.stats[f"handled:{topic}"] >= count)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Return once ``done()`` holds at the end of a batch, or when the service stops."""
         async with self._progress:
-            await self._progress.wait_for(
-                lambda: self.stats[f"handled:{topic}"] >= count or self._stop.is_set()
-            )
+            await self._progress.wait_for(lambda: done() or self._stop.is_set())

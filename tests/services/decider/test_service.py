@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from services.bus.memory import MemoryBus
 from services.decider.service import DeciderService
 from shared.config import Settings
@@ -145,8 +143,6 @@ async def test_drained_returns_once_the_records_were_handled() -> None:
         assert svc.stats["decisions"] == 5  # a first decision for each host
 
 
-@pytest.mark.xfail(strict=True, reason="drained() is only woken by a batch: a stop with no "
-                   "record after it leaves the waiter hanging, despite its docstring")  # fmt: skip
 async def test_drained_returns_when_the_service_stops() -> None:
     bus = MemoryBus()
     svc = DeciderService(bus, S, "me", clock=lambda: 1000.0)

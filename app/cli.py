@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -159,6 +161,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     suffix = args.output.suffix.lower()
     if suffix not in (".png", ".html"):
         raise CliError(f"--output must end in .png or .html, got {args.output.name!r}")
+    folder = args.output.parent
+    if not folder.is_dir():  # checked before the replay, not after it
+        raise CliError(f"--output: no such directory {str(folder)!r}; create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"--output: cannot write in {str(folder)!r}; pick a directory you can write")
     series, symbol = _load_for_replay(args)
     result = asyncio.run(replay(_options(args), series, speed=args.speed, symbol=symbol,
                                 progress=Progress(series.prices.size)))  # fmt: skip
@@ -174,12 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, OptionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    from app.logs import setup
+
+    setup(args.log_level)
     code = EXIT_RUNTIME
     try:
         code = _dispatch(args)
@@ -189,10 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except* BusError as group:
         print(f"error: {group.exceptions[0]}", file=sys.stderr)
     except* OSError as group:  # e.g. the metrics port is taken
-        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+        print(f"error: {_os_error(group.exceptions[0], args)}", file=sys.stderr)
     except* KeyboardInterrupt:
         code = 130
     return code
+
+
+def _os_error(exc: BaseException, args: argparse.Namespace) -> str:
+    """One line that names the thing and the fix."""
+    port = getattr(args, "metrics_port", None)
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE and port is not None:
+        addr = getattr(args, "metrics_addr", None) or "127.0.0.1"
+        return (
+            f"the metrics port {addr}:{port} is already in use (another qas?): pick another "
+            f"with --metrics-port PORT (0 picks a free one), or run without metrics: --no-metrics"
+        )
+    return str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from app.options import OptionError, add_log_level, add_options, default
+from app.options import OptionError, add_log_level, add_options, add_version, default
 from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
 from shared.config import Settings
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hardware it runs on and to the market it trades.",
     )
     add_log_level(parser, top=True)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, what in COMMANDS.items():
         p = sub.add_parser(name, help=what)

@@ -184,7 +184,32 @@ OPTIONS: tuple[Opt, ...] = (
 LOG_LEVEL = Opt("--log-level", "log level; logs go to stderr", (), str.upper, "INFO",
                 "QAS_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))  # fmt: skip
 
+VERSION = Opt(
+    "--version",
+    "print the installed version and exit (`qas --version`)",
+    (),
+    switch=True,
+    default=False,
+)
+DISTRIBUTION = "quantum-autoscaler"  # pyproject.toml's [project] name
+
 BY_DEST: dict[str, Opt] = {o.dest: o for o in OPTIONS}
+
+
+def package_version() -> str:
+    """The installed version (pyproject.toml's), or a line saying it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed: run make run or pip install -e .)"
+
+
+def add_version(p: argparse.ArgumentParser) -> None:
+    """``qas --version`` on the top parser."""
+    p.add_argument(VERSION.flag, action="version", version=f"qas {package_version()}",
+                   help=VERSION.help)  # fmt: skip
 
 
 def default(dest: str) -> Any:
@@ -224,7 +249,7 @@ def add_log_level(p: argparse.ArgumentParser, top: bool) -> None:
 def options_markdown() -> str:
     """The README's option reference, from ``OPTIONS``."""
     rows = ["| option | variable | default | commands | meaning |", "|---|---|---|---|---|"]
-    for o in (*OPTIONS, LOG_LEVEL):
+    for o in (*OPTIONS, LOG_LEVEL, VERSION):
         if o.positional:
             continue
         flag = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"

@@ -54,7 +54,7 @@ class Engine:
             )
             estimate = estimator.update(price)
             if estimate is not None:
-                entropy, profit = estimate
+                entropy, profit = estimate.entropy, estimate.profit
                 await producer.send_and_wait("market.entropy", self._event(value=entropy), key=key)
                 await producer.send_and_wait("market.profit", self._event(value=profit), key=key)
             # the engine's real work would go here, in batches of self.batch_size

@@ -79,3 +79,10 @@ def test_report_output_directory_is_checked_before_the_replay(tmp_path: Path) ->
         "create it or write elsewhere"
     )
     assert "logger=qas.replay" not in r.stderr  # nothing was read or replayed
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"qas {version('quantum-autoscaler')}"

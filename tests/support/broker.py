@@ -46,7 +46,7 @@ class TansuBroker:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "broker", "--listener-url", url, "--advertised-listener-url",
-                 advertised, *auth],  # fmt: skip
+                 advertised, *auth],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

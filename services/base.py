@@ -31,6 +31,7 @@ class ConsumingService:
         self.stats: Counter[str] = Counter()
         self._stop = asyncio.Event()
         self._progress = asyncio.Condition()
+        self._stopped = False
 
     def handlers(self) -> Mapping[str, Handler]:
         """Topic role -> handler of its decoded message."""
@@ -51,11 +52,15 @@ class ConsumingService:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        await self.on_start()
-        await serve(
-            self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
-            on_batch=self._batch_done,
-        )  # fmt: skip
+        try:
+            await self.on_start()
+            await serve(
+                self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
+                on_batch=self._batch_done,
+            )  # fmt: skip
+        finally:
+            self._stopped = True
+            await self._batch_done()  # wake drained() waiters: nothing more will come
 
     async def on_start(self) -> None:
         """Hook before the first record (metrics wiring, state rebuild)."""
@@ -66,8 +71,8 @@ class ConsumingService:
 
     async def drained(self, topic: str, count: int) -> None:
         """Return once ``count`` records of ``topic`` were handled (consumed or dead-lettered),
-        or when the service stops."""
+        or once the service has stopped."""
         async with self._progress:
             await self._progress.wait_for(
-                lambda: self.stats[f"handled:{topic}"] >= count or self._stop.is_set()
+                lambda: self.stats[f"handled:{topic}"] >= count or self._stopped
             )

@@ -13,6 +13,7 @@ The password is never part of a repr, a log line or an error.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,21 @@ from services.bus.base import BusError
 
 PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+PASSWORD_VARIABLE: Final = "QAS_SASL_PASSWORD"
+
+
+def sasl_password(password_file: Path | None) -> str | None:
+    """The SASL password: from ``password_file`` (trailing newline dropped), else from
+    QAS_SASL_PASSWORD. Never from a flag, so it does not show in ``ps``."""
+    if password_file is not None:
+        try:
+            return password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise SecurityConfigError(f"cannot read the SASL password file {password_file}: "
+                                      f"{exc.strerror or exc}") from None  # fmt: skip
+    return os.environ.get(PASSWORD_VARIABLE) or None
 
 
 class SecurityConfigError(ValueError):

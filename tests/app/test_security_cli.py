@@ -1,0 +1,113 @@
+"""The security options as a user meets them: `qas keygen`, key files, --insecure-unsigned."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.keys import load_key_file
+from tests.support.broker import TansuBroker, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def qas(*args: str, env: dict[str, str] | None = None, timeout: float = 90
+        ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def secret_of(path: Path) -> str:
+    return path.read_text().splitlines()[-1].split(":", 1)[1]
+
+
+def test_keygen_writes_a_private_key_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "qas.key"
+    old = os.umask(0o022)  # a permissive umask must not make the file readable by others
+    try:
+        r = qas("keygen", str(path), "--key-id", "desk-2026")
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ring = load_key_file(path)
+    assert ring.signer.key_id == "desk-2026" and len(secret_of(path)) == 64
+    assert secret_of(path) not in r.stdout + r.stderr  # the key is in the file only
+    again = qas("keygen", str(path))
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "exists" in again.stderr and load_key_file(path).signer.key_id == "desk-2026"
+
+
+@pytest.mark.parametrize("command", ["decider", "applier"])
+def test_a_lone_decider_or_applier_refuses_to_start_without_a_key_file(command: str) -> None:
+    r = qas(command, "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics"
+            if command == "applier" else "--log-level=INFO")  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: qas {command} needs the signing key file")
+    assert "--signing-key-file" in line and "--insecure-unsigned" in line
+
+
+def test_a_bad_key_file_is_one_line_without_key_material(tmp_path: Path) -> None:
+    path = tmp_path / "bad.key"
+    path.write_text("k1:" + "ab" * 31 + "zz\n")
+    r = qas("applier", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics",
+            "--signing-key-file", str(path))  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert "line 1: the key is not hexadecimal" in line and "abab" not in line
+
+
+@pytest.mark.kafka
+def test_separate_services_sign_and_verify_with_one_key_file(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    key = tmp_path / "qas.key"
+    assert qas("keygen", str(key)).returncode == 0
+    p = f"c{uuid.uuid4().hex[:6]}"
+    common = ["--bootstrap-servers", broker.bootstrap, "--host-id", f"{p}-host",
+              "--duration", "8", "--sensor-interval", "0.3"]  # fmt: skip
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "app.cli", *args, *common], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    procs = [
+        start("observer"),
+        start("decider", "--signing-key-file", str(key)),
+        start("applier", "--signing-key-file", str(key), "--json", "--no-metrics"),
+    ]
+    from kafka import KafkaProducer  # the engine's market signal, so there is a decision
+
+    engine = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    try:
+        for i in range(12):
+            value = {"event_time": time.time(), "host_id": f"{p}-host", "value": 0.9 + i % 2 / 20}
+            engine.send("market.entropy", json.dumps(value).encode(), key=f"{p}-host".encode())
+            engine.flush(timeout=10)
+            time.sleep(0.5)
+    finally:
+        engine.close()
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert secret_of(key) not in err
+    good = [r for r in map(json.loads, outs[2][0].splitlines()) if r["host_id"] == f"{p}-host"]
+    assert good and {r["status"] for r in good} <= {"applied", "skipped"}, good
+    assert any(r["status"] == "applied" for r in good), [r["reason"] for r in good]
+
+
+@pytest.mark.kafka
+def test_insecure_unsigned_warns_once_and_publishes_unsigned(broker: TansuBroker) -> None:
+    r = qas("decider", "--insecure-unsigned", "--bootstrap-servers", broker.bootstrap,
+            "--duration", "2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("--insecure-unsigned: decisions are published unsigned") == 1

@@ -111,3 +111,54 @@ def test_insecure_unsigned_warns_once_and_publishes_unsigned(broker: TansuBroker
             "--duration", "2")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("--insecure-unsigned: decisions are published unsigned") == 1
+
+
+def test_the_engine_adopts_only_verified_decisions_when_given_the_key_file(tmp_path: Path) -> None:
+    import msgspec
+
+    from examples.trading_engine import Engine
+    from shared.config import DecisionConstants
+    from shared.decision import decide
+    from shared.messages import PriorState, encode
+    from shared.signing import SigningKey, parse_key_file, sign
+    from tests.support.factories import inputs_for, reference_host
+
+    ring = parse_key_file(f"k1:{'c3' * 32}")
+    d, _ = decide(inputs_for(reference_host(), 0.9, 0.2, 0.5), PriorState(), host_id="desk",
+                  now=time.time(), c=DecisionConstants())  # fmt: skip
+    assert d is not None and d.confidence > 0.7
+    signed = sign(d, ring.signer)
+    verified, trusting = Engine("x:1", "desk", ring), Engine("x:1", "desk")
+    forged = msgspec.structs.replace(signed, batch_size=1)
+    wrong = sign(d, SigningKey("k1", b"\x07" * 32))
+    assert verified.accept(encode(signed)) is not None
+    assert [verified.accept(encode(x)) for x in (forged, wrong, d)] == [None, None, None]
+    assert verified.refused == 3
+    assert trusting.accept(encode(forged)) is not None  # unverified: takes what the bus says
+
+
+@pytest.mark.kafka
+def test_the_engine_example_with_the_key_file_adopts_signed_decisions(
+    broker: TansuBroker, tmp_path: Path
+) -> None:
+    key = tmp_path / "qas.key"
+    assert qas("keygen", str(key)).returncode == 0
+    host = f"eng-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--bootstrap-servers",
+                            broker.bootstrap, "--no-metrics", "--host-id", host, "--duration", "30",
+                            "--signing-key-file", str(key)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(4)  # QAS's groups join first (as in tests/app/test_replay.py)
+        r = subprocess.run([sys.executable, "examples/trading_engine.py", "--bootstrap-servers",
+                            broker.bootstrap, "--duration", "12", "--host-id", host, "--rate", "60",
+                            "--signing-key-file", str(key)], capture_output=True, text=True,
+                           timeout=90, cwd=ROOT, env=env)  # fmt: skip
+    finally:
+        run.terminate()
+        _, err = run.communicate(timeout=30)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "not verified" not in r.stderr and "refused 0 unverified" in r.stdout
+    assert int(r.stdout.split("adopted ")[1].split()[0]) >= 1, r.stdout + r.stderr[-2000:]
+    assert secret_of(key) not in r.stderr + err

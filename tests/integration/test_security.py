@@ -57,7 +57,8 @@ def _settings() -> Settings:
     p = f"s{uuid.uuid4().hex[:8]}"  # this test's own topics on a shared broker
     return Settings(
         topics=Topics(**{name: f"{p}.{name}" for name in Topics.__struct_fields__}),
-        decision=DecisionConstants(max_jitter_seconds=0.0),
+        # No jitter and no input smoothing: each entropy event decides at once.
+        decision=DecisionConstants(max_jitter_seconds=0.0, smoothing_seconds=0.0),
     )
 
 
@@ -127,13 +128,21 @@ async def _start(bus: KafkaBus, s: Settings, cg: Path, skew: list[float]):  # ty
     return stop, decider, applier, tasks
 
 
-async def _market(bus: KafkaBus, s: Settings, entropy: float) -> None:
+async def _market(bus: KafkaBus, s: Settings, decider: DeciderService, entropy: float,
+                  n: int) -> None:  # fmt: skip
+    """The n-th round of inputs: hardware and sensors first (topics are not ordered against
+    each other), then the engine's entropy; returns once the decider has handled all three."""
     now = time.time()
     t = s.topics
     await bus.publish(t.hardware, HOST, encode(snapshot(reference_host(), HOST, t=now)))
     await bus.publish(t.sensors, HOST, encode(sensors(HOST, t=now)))
+    async with asyncio.timeout(30):
+        await decider.drained(t.hardware, n)
+        await decider.drained(t.sensors, n)
     await bus.publish(t.entropy, HOST, encode(MarketEntropy(event_time=now, host_id=HOST,
                                                             value=entropy)))  # fmt: skip
+    async with asyncio.timeout(30):
+        await decider.drained(t.entropy, n)
 
 
 def results_for(raw: list[bytes]) -> dict[str, ApplyResult]:
@@ -153,9 +162,8 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
     stop, decider, applier, tasks = await _start(bus, s, cg, skew)
     t = s.topics
     try:
-        await _market(bus, s, 0.8)
-        async with asyncio.timeout(30):
-            await decider.drained(t.entropy, 1)
+        await _market(bus, s, decider, 0.8, 1)
+        async with asyncio.timeout(30):  # every genuine decision so far reached the applier
             await applier.drained(t.decisions, decider.stats["decisions"])
         assert applier.stats["applied"] >= 1, applier.stats
         genuine = [decode(r, ScalingDecision) for r in await asyncio.to_thread(
@@ -222,9 +230,8 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
 
         # Genuine decisions still apply: a high-entropy market raises the budget.
         before = decider.stats["decisions"]
-        await _market(bus, s, 1.0)
+        await _market(bus, s, decider, 1.0, 2)
         async with asyncio.timeout(30):
-            await decider.drained(t.entropy, 2)
             await applier.drained(t.decisions, decider.stats["decisions"] + len(attacks) + 2)
         assert decider.stats["decisions"] > before
         newest = [decode(r, ScalingDecision) for r in await asyncio.to_thread(
@@ -274,7 +281,7 @@ async def test_the_pipeline_runs_over_tls_and_its_decisions_arrive_signed(
     bus = _bus(tls_front.bootstrap, s, BrokerSecurity("SSL", ssl_cafile=pki["ca"]))
     stop, _decider, _applier, tasks = await _start(bus, s, cg, [0.0])
     try:
-        await _market(bus, s, 0.9)
+        await _market(bus, s, _decider, 0.9, 1)
         tls = {"security_protocol": "SSL", "ssl_cafile": str(pki["ca"])}
         applied = results_for(await asyncio.to_thread(
             read_all, tls_front.bootstrap, s.topics.applied,

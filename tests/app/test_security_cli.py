@@ -173,3 +173,15 @@ def test_a_key_file_others_can_read_is_loaded_with_a_warning(
     with caplog.at_level("WARNING", logger="qas.keys"):
         assert load_key_file(path).signer.key_id == "k1"
     assert "readable by others (mode 644)" in caplog.text and "d4d4" not in caplog.text
+
+
+def test_qas_run_signs_with_an_ephemeral_key_and_verifies_with_nothing_to_configure() -> None:
+    r = qas("run", "--duration", "3", "--json", "--no-metrics",
+            env={"QAS_SIGNING_KEY_FILE": ""})  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    decisions = [o for o in lines if o["type"] == "decision"]
+    results = [o for o in lines if o["type"] == "applied"]
+    assert decisions and all(d["key_id"] == "ephemeral" and len(d["signature"]) == 64
+                             for d in decisions)  # fmt: skip
+    assert results and all(o["status"] in ("applied", "skipped") for o in results), results

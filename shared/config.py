@@ -104,4 +104,6 @@ class Settings(Struct, frozen=True, kw_only=True):
     decision: DecisionConstants = DecisionConstants()
     applier: ApplierConstants = ApplierConstants()
     sensor_interval_seconds: Positive = 1.0
+    # (host, symbol) pairs whose tick estimators the decider keeps; least recently seen evicted
+    max_tracked_symbols: Annotated[int, Meta(ge=1)] = 4096
     inventory_interval_seconds: Positive = 10.0

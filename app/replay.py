@@ -36,6 +36,7 @@ from app.runtime import (
     make_bus,
     make_enactors,
     make_probe,
+    signing_keys,
 )
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
@@ -123,15 +124,17 @@ async def replay(
     run = run_id or secrets.token_hex(4)
     host = f"{opts.resolved_host_id}~replay-{run}"
     result = ReplayResult(series, run_id=run, host_id=host)
+    keys = signing_keys(opts, ("decider", "applier"))
     bus = make_bus(opts)
     await bus.start()
     stop = asyncio.Event()
     install_signal_handlers(stop)
     pool = TieredPool(budget_bytes=64 << 20)
     decider = _RunDecider(bus, opts.settings, host, event_clock=True,
-                          group=f"qas-replay-{run}-decider")  # fmt: skip
+                          group=f"qas-replay-{run}-decider", signer=keys)  # fmt: skip
     applier = _RunApplier(bus, opts.settings, host, pool=pool, enactors=make_enactors(opts, pool),
-                          event_clock=True, group=f"qas-replay-{run}-applier")  # fmt: skip
+                          event_clock=True, group=f"qas-replay-{run}-applier",
+                          verifier=keys)  # fmt: skip
 
     def decided(d: ScalingDecision) -> None:
         result.decisions.append(d)

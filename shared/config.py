@@ -90,7 +90,10 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
 
 class ApplierConstants(Struct, frozen=True, kw_only=True):
     confidence_threshold: Ratio = 0.7
+    # The event-time window a decision must be inside (replay protection): older, or further
+    # ahead of this host's clock, is rejected.
     max_decision_age_seconds: Positive = 30.0
+    max_decision_future_seconds: Positive = 5.0
 
 
 class Settings(Struct, frozen=True, kw_only=True):
@@ -101,4 +104,6 @@ class Settings(Struct, frozen=True, kw_only=True):
     decision: DecisionConstants = DecisionConstants()
     applier: ApplierConstants = ApplierConstants()
     sensor_interval_seconds: Positive = 1.0
+    # (host, symbol) pairs whose tick estimators the decider keeps; least recently seen evicted
+    max_tracked_symbols: Annotated[int, Meta(ge=1)] = 4096
     inventory_interval_seconds: Positive = 10.0

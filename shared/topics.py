@@ -49,9 +49,11 @@ TABLE: tuple[TopicSpec, ...] = (
               ("decider", "applier"),
               "`symbol`, `price`; QAS derives entropy and a profit heuristic from them"),
     TopicSpec("decisions", "qas.decisions", ScalingDecision, False, ("decider",),
-              ("applier", "engine"), "the scaling decision, its inputs, reasons and prior state"),
+              ("applier", "engine"),
+              "the scaling decision, its inputs, reasons and prior state; signed (HMAC-SHA256, key id)"),
     TopicSpec("applied", "qas.applied", ApplyResult, False, ("applier",), ("engine",),
-              "`applied`, `skipped` or `failed`, with the reason and the engine config"),
+              "`applied`, `skipped`, `failed` or `rejected` (failed verification), with the reason "
+              "and the engine config"),
     TopicSpec("dlq", "qas.dlq", DeadLetter, False, ("observer", "decider", "applier"), (),
               "rejected messages, original bytes base64-encoded, with the reason"),
 )  # fmt: skip

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -132,9 +133,10 @@ def _user_env() -> dict[str, str]:
 
 
 def _untracked() -> set[str]:
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+    """Untracked and ignored paths (a new folder as one entry): what a command may write."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    return {line[3:] for line in out.splitlines() if line.startswith("?? ")}
+    return {line[3:] for line in out.splitlines() if line[:3] in ("?? ", "!! ")}
 
 
 BLOCKS = readme_blocks(README.read_text())
@@ -180,8 +182,9 @@ def test_readme_block_runs_as_written(block: Block, broker: TansuBroker) -> None
             os.killpg(proc.pid, signal.SIGTERM)  # whatever it left in the background
         except ProcessLookupError:
             pass
-        for name in _untracked() - before:
-            (ROOT / name).unlink(missing_ok=True)
+        for name in _untracked() - before:  # report.png, qas.key, ...
+            path = ROOT / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     assert proc.returncode == 0, f"README.md:{block.line}\n{err[-3000:]}"
     assert "Traceback" not in err, f"README.md:{block.line}\n{err[-3000:]}"
     assert "level=ERROR" not in err, f"README.md:{block.line}\n{err[-3000:]}"

@@ -1,10 +1,17 @@
-"""Decider service: consumes every input topic, keeps per-host state, publishes decisions."""
+"""Decider service: consumes every input topic, keeps per-host state, publishes decisions.
+
+Every decision is stamped with this decider's epoch and, given a key ring, signed with its
+first key before it is published (shared/signing.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+
+import msgspec
 
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
@@ -23,6 +30,7 @@ from shared.messages import (
     encode,
 )
 from shared.precision import platform_top_bits
+from shared.signing import KeyRing, sign
 
 log = logging.getLogger("qas.decider")
 
@@ -39,6 +47,7 @@ class DeciderService(ConsumingService):
         clock: Callable[[], float] = time.time,
         group: str = "qas-decider",
         event_clock: bool = False,
+        signer: KeyRing | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
@@ -48,7 +57,11 @@ class DeciderService(ConsumingService):
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
-        self._estimators: dict[tuple[str, str], StreamingEstimator] = {}
+        # (host, symbol) -> estimator, least recently seen first; capped by configuration.
+        self._estimators: OrderedDict[tuple[str, str], StreamingEstimator] = OrderedDict()
+        self.signer = signer  # None only with --insecure-unsigned (or a test)
+        # Sequences restart with this process: the epoch orders them across restarts.
+        self.epoch = int(time.time() * 1000)
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())
@@ -67,6 +80,9 @@ class DeciderService(ConsumingService):
             self.stats["held"] += 1
             return
         state.pending_change = False
+        decision = msgspec.structs.replace(decision, sequence_epoch=self.epoch)
+        if self.signer is not None:
+            decision = sign(decision, self.signer.signer)
         await publish_retrying(
             self.bus,
             self.settings.topics.decisions,
@@ -99,11 +115,23 @@ class DeciderService(ConsumingService):
         self._host(msg.host_id).profit = msg
         await self._evaluate(msg.host_id)
 
+    def _estimator(self, host_id: str, symbol: str) -> StreamingEstimator:
+        key = (host_id, symbol)
+        est = self._estimators.get(key)
+        if est is None:
+            est = self._estimators[key] = StreamingEstimator()
+            while len(self._estimators) > self.settings.max_tracked_symbols:
+                self._estimators.popitem(last=False)
+                self.stats["symbols_evicted"] += 1
+        else:
+            self._estimators.move_to_end(key)
+        return est
+
     async def on_tick(self, tick: PriceTick) -> None:
         """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
         unless the engine's own values are fresh."""
         self._event_time = tick.event_time
-        est = self._estimators.setdefault((tick.host_id, tick.symbol), StreamingEstimator())
+        est = self._estimator(tick.host_id, tick.symbol)
         derived = est.update(tick.price, tick.event_time)
         if derived is None:
             return

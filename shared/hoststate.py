@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from shared.messages import (
     DecisionInputs,
     Envelope,
+    FeedbackReport,
     HardwareSnapshot,
     MarketEntropy,
     PriorState,
@@ -26,6 +27,7 @@ class HostState:
     profit: ProfitPotential | None = None
     prior: PriorState = field(default_factory=PriorState)
     pending_change: bool = False  # a collapse not yet turned into a decision
+    feedback: FeedbackReport | None = None  # the engine's latest report (qas.feedback)
 
     def observe_hardware(self, snap: HardwareSnapshot) -> None:
         known = self.hardware.fingerprint if self.hardware is not None else None
@@ -60,4 +62,6 @@ class HostState:
             gpu_free_bytes=gpu_free,
             thermal_throttling=False if sn is None else sn.thermal_throttling,
             top_precision_bits=80 if (top_bits or platform_top_bits()) == 80 else 64,
+            feedback=self.feedback,
+            feedback_age_seconds=age(self.feedback),
         )

@@ -1,0 +1,203 @@
+"""Engine feedback: target tracking on the engine's latency objective and memory limit.
+
+The engine reports, per interval, its batch latency p99 against its own objective and its
+resident memory against its limit (``FeedbackReport`` on ``qas.feedback``). ``track`` turns the
+latest report into caps that ``shared.decision.decide`` applies on top of the seed's rule:
+
+    latency missed (p99 > T):      cap  = base · max(max_cut, s·T / p99)      s = target share 0.9
+                                   base = min(reported factor, last factor, cap, planned factor)
+    headroom (p99 < h·T, h = 0.8): cap  = cap · min(max_rise, s·T / p99); lifted (None) once it
+                                   reaches the planned factor: the seed's table applies unchanged
+    in between:                    hold
+    memory (rss > 0.85 · limit):   precision one tier down, store budget cut by the excess over
+                                   0.75 · limit (at most half per report); urgent
+    memory (rss < 0.6 · limit):    the memory caps rise a step back
+
+A cap moves only on a *new* report that measured the current cap (the engine ran at it): while
+the stabiliser's window holds the old factor, a second cut would wind up and overshoot. Because
+each cut aims at s·T through a latency that grows at most proportionally with the batch
+(latency = a + b·batch, a >= 0), a cut never lands below s·T and a rise never above it: the
+sequence is monotone and settles inside the [h·T, T] band, with no limit cycle.
+
+Without any report (and no cap left from one) ``track`` returns None and decisions are exactly
+the feedback-free ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from shared.config import DecisionConstants
+from shared.messages import FeedbackReport, PriorState
+from shared.precision import ladder
+from shared.tiers import tier
+
+EPS = 1e-9
+
+
+class FeedbackStep(msgspec.Struct, frozen=True, kw_only=True):
+    """The caps to apply now, what changed and why (``notes`` are completed after sizing)."""
+
+    factor_cap: float | None
+    budget_cap: int | None
+    bits_cap: int | None
+    feedback_at: float | None
+    urgent: bool = False  # memory near the limit: no window, no step bound
+    latency_missed: bool = False
+    latency_note: str | None = None  # "engine p99 41.0 ms above its 25 ms objective"
+    factor_was: float | None = None
+    memory_note: str | None = None
+    lifted: str | None = None
+
+
+def _tier_below(bits: int, top_bits: int) -> int:
+    steps = ladder(top_bits)
+    lower = [b for b in steps if b < bits]
+    return lower[-1] if lower else steps[0]
+
+
+def _tier_above(bits: int, top_bits: int) -> int:
+    steps = ladder(top_bits)
+    higher = [b for b in steps if b > bits]
+    return higher[0] if higher else steps[-1]
+
+
+def _min(*xs: float | None) -> float:
+    return min(x for x in xs if x is not None)
+
+
+def _latency(
+    fb: FeedbackReport,
+    prior: PriorState,
+    planned: float,
+    c: DecisionConstants,
+) -> tuple[float | None, bool, str | None, str | None]:
+    """(factor cap, missed, note, lifted note) for one new report."""
+    cap = prior.engine_factor_cap
+    objective, p99 = fb.latency_objective_ms, fb.latency_p99_ms
+    running = fb.scaling_factor if fb.scaling_factor is not None else prior.scaling_factor
+    ratio = math.inf if p99 <= 0 else c.latency_target_share * objective / p99
+    if p99 > objective:
+        note = f"Engine p99 {p99:.1f} ms above its {objective:g} ms objective"
+        if cap is not None and running is not None and running > cap + c.tolerance + EPS:
+            return cap, True, note + f" (still running above the {cap:.2f} cap: holding)", None
+        base = _min(running, prior.scaling_factor, cap, planned)
+        new = max(c.min_scaling_factor, base * max(c.max_feedback_cut, ratio))
+        return (new if cap is None else min(cap, new)), True, note, None
+    if p99 < c.latency_headroom_share * objective and cap is not None:
+        new = cap * min(c.max_feedback_rise, ratio)
+        if new >= planned - EPS:
+            lifted = (
+                f"Engine p99 {p99:.1f} ms well under its {objective:g} ms objective: "
+                "latency cap lifted, the seed's table applies."
+            )
+            return None, False, None, lifted
+        note = f"Engine p99 {p99:.1f} ms under {c.latency_headroom_share:.0%} of its "
+        note += f"{objective:g} ms objective: latency cap raised {cap:.2f} -> {new:.2f}"
+        return new, False, note, None
+    return cap, False, None, None
+
+
+def _memory(
+    fb: FeedbackReport, prior: PriorState, planned_bits: int, top_bits: int, c: DecisionConstants
+) -> tuple[int | None, int | None, bool, str | None]:
+    """(budget cap, bits cap, urgent, note) for one new report."""
+    budget_cap, bits_cap = prior.engine_budget_cap, prior.engine_bits_cap
+    limit = fb.memory_limit_bytes
+    if not limit:
+        return budget_cap, bits_cap, False, None
+    rss = fb.resident_memory_bytes
+    share = rss / limit
+    if share > c.memory_high_share:
+        running = fb.precision_bits if fb.precision_bits is not None else prior.precision_bits
+        if bits_cap is not None and running is not None and running > bits_cap:
+            return budget_cap, bits_cap, False, None  # the last cut is not adopted yet
+        from_bits = int(_min(running, prior.precision_bits, bits_cap, planned_bits))
+        new_bits = _tier_below(from_bits, top_bits)
+        excess = rss - int(c.memory_target_share * limit)
+        new_budget = budget_cap
+        if fb.store_bytes > 0:
+            cut = max(fb.store_bytes // 2, fb.store_bytes - excess)
+            new_budget = cut if budget_cap is None else min(budget_cap, cut)
+        note = (
+            f"Engine resident memory {rss / 2**20:.0f} MiB is {share:.0%} of its "
+            f"{limit / 2**20:.0f} MiB limit: precision {tier(from_bits).name} -> "
+            f"{tier(new_bits).name}"
+            + ("" if new_budget is None else f", store budget {new_budget / 2**20:.1f} MiB")
+        )
+        return new_budget, new_bits, True, note
+    if share < c.memory_low_share and (bits_cap is not None or budget_cap is not None):
+        up = None if bits_cap is None else _tier_above(bits_cap, top_bits)
+        if up is not None and up >= planned_bits:
+            up = None
+        budget = None if budget_cap is None else int(budget_cap * c.max_feedback_rise)
+        note = (
+            f"Engine resident memory {share:.0%} of its limit: memory caps raised a step "
+            f"(precision cap {'lifted' if up is None else tier(up).name})"
+        )
+        return budget, up, False, note
+    return budget_cap, bits_cap, False, None
+
+
+def track(
+    fb: FeedbackReport | None,
+    age: float | None,
+    prior: PriorState,
+    *,
+    planned_factor: float,
+    planned_bits: int,
+    top_bits: int,
+    c: DecisionConstants,
+) -> FeedbackStep | None:
+    """The caps for this decision. None: no feedback and no cap left, today's rule applies."""
+    caps = (prior.engine_factor_cap, prior.engine_budget_cap, prior.engine_bits_cap)
+    fresh = fb is not None and (age is None or age <= c.feedback_expiry_seconds)
+    if fb is None or not fresh:
+        if all(x is None for x in caps):
+            return None
+        return FeedbackStep(
+            factor_cap=None, budget_cap=None, bits_cap=None, feedback_at=prior.feedback_at,
+            lifted="No fresh engine feedback: engine caps lifted.",
+        )  # fmt: skip
+    if prior.feedback_at is not None and fb.event_time <= prior.feedback_at:
+        missed = fb.latency_p99_ms > fb.latency_objective_ms
+        return FeedbackStep(
+            factor_cap=caps[0], budget_cap=caps[1], bits_cap=caps[2],
+            feedback_at=prior.feedback_at, latency_missed=missed,
+        )  # fmt: skip
+    factor_cap, missed, note, lifted = _latency(fb, prior, planned_factor, c)
+    budget_cap, bits_cap, urgent, mem_note = _memory(fb, prior, planned_bits, top_bits, c)
+    return FeedbackStep(
+        factor_cap=factor_cap,
+        budget_cap=budget_cap,
+        bits_cap=bits_cap,
+        feedback_at=fb.event_time,
+        urgent=urgent,
+        latency_missed=missed,
+        latency_note=note,
+        factor_was=prior.scaling_factor,
+        memory_note=mem_note,
+        lifted=lifted,
+    )
+
+
+def reasons(
+    step: FeedbackStep, fb: FeedbackReport | None, *, factor: float, batch: int, workers: int
+) -> list[str]:
+    """The sentences this step adds to the decision, with the numbers it acted on."""
+    out: list[str] = []
+    if step.latency_note is not None:
+        was = fb.batch_size if fb is not None else None
+        moves = f"factor {step.factor_was or factor:.2f} -> {factor:.2f}"
+        if was is not None:
+            moves += f", batch {was} -> {batch}"
+        moves += f", workers {workers}"
+        cap = "" if step.factor_cap is None else f" (cap {step.factor_cap:.2f})"
+        out.append(f"{step.latency_note}: {moves}{cap}.")
+    if step.memory_note is not None:
+        out.append(step.memory_note + ".")
+    if step.lifted is not None:
+        out.append(step.lifted)
+    return out

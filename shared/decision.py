@@ -236,6 +236,8 @@ def decide(
         stabilize=stabilize,
         c=c,
     )
+    if step.publish is False and fb is not None and fb.changed:
+        step = msgspec.structs.replace(step, publish=True)  # a new cap is news to the engine
     if step.publish is False:
         return None, step.state
 
@@ -262,17 +264,21 @@ def decide(
     triggers, reasons = _explain(acted, p, factor, bits, c)
     state_caps: dict[str, object] = {}
     if fb is not None:
+        batch_cap = fb.batch_cap
+        if batch_cap is not None and batch_cap < batch:
+            batch = batch_cap
+        elif batch_cap is not None and fb.latency_note is not None and not fb.latency_missed:
+            batch_cap = None  # risen back to the planned batch: lifted
         budget_cap = fb.budget_cap
         if budget_cap is not None and budget_cap < budget:
             budget = budget_cap
         elif budget_cap is not None and fb.memory_note is None:
             budget_cap = None  # risen back above the planned budget: lifted
-        reasons += feedback.reasons(
-            fb, inp.feedback, factor=factor, batch=batch, workers=workers
-        )
+        reasons += feedback.reasons(fb, inp.feedback, factor=factor, batch=batch, workers=workers)
         state_caps = {
             "feedback_at": fb.feedback_at,
             "engine_factor_cap": fb.factor_cap,
+            "engine_batch_cap": batch_cap,
             "engine_budget_cap": budget_cap,
             "engine_bits_cap": fb.bits_cap,
         }
@@ -308,7 +314,11 @@ def decide(
         prior=prior,
     )
     new_state = msgspec.structs.replace(
-        step.state, sequence=seq, scaling_factor=factor, precision_bits=bits, decided_at=now,
+        step.state,
+        sequence=seq,
+        scaling_factor=factor,
+        precision_bits=bits,
+        decided_at=now,
         **state_caps,
     )
     return decision, new_state

@@ -265,6 +265,7 @@ class PriorState(Struct, frozen=True, kw_only=True):
     # Engine feedback (shared/feedback.py): caps from target tracking, None = no cap.
     feedback_at: float | None = None  # event time of the last report folded in
     engine_factor_cap: NonNeg | None = None
+    engine_batch_cap: Annotated[int, Meta(ge=1)] | None = None
     engine_budget_cap: Bytes | None = None
     engine_bits_cap: Count | None = None
 

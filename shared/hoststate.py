@@ -33,6 +33,10 @@ class HostState:
         known = self.hardware.fingerprint if self.hardware is not None else None
         if snap.changed or (known is not None and known != snap.fingerprint):
             self.pending_change = True
+        elif known is None and self.prior.sequence > 0:
+            # Decisions already went out without hardware (SUPERPOSITION, low confidence): the
+            # first snapshot collapses them, or the stabiliser would hold the unconfident one.
+            self.pending_change = True
         self.hardware = snap
 
     def inputs(self, now: float, top_bits: int | None = None) -> DecisionInputs:

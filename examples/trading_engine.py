@@ -84,38 +84,63 @@ class Market:
 
 
 class History:
-    """Per-symbol price history: plain arrays (float64 / float16-naive) or the tiered store."""
+    """Every bar's prices for every symbol: plain arrays (float64 / float16-naive), or the
+    engine-side tiered store, in chunks of ``CHUNK`` bars x symbols (symbol-major, so each codec
+    block holds one symbol's run) written as one block each, and a float64 tail not yet full."""
+
+    CHUNK = 256
 
     def __init__(self, mode: str, symbols: int, client: EngineClient | None) -> None:
         self.mode, self.n, self.client = mode, symbols, client
         self.dtype = np.float16 if mode == "float16-naive" else np.float64
-        self.chunks: list[list[npt.NDArray[Any]]] = [[] for _ in range(symbols)]
-        self._tail: npt.NDArray[Any] = np.empty((0, symbols), dtype=self.dtype)
+        self.chunks: list[npt.NDArray[Any]] = []
+        self.pending: list[F64] = []
+        self.pending_bars = 0
+        self.value_sum = 0.0  # the chunk's value: the mean profit potential over its bars
 
     def append(self, bars: F64, value: float) -> None:
-        if self.client is not None:
-            for s in range(self.n):
-                self.client.store.append(f"px{s}", bars[:, s], value=value)
+        if self.client is None:
+            self.chunks.append(bars.astype(self.dtype))  # the whole history stays in memory
             return
-        cast = bars.astype(self.dtype)
-        for s in range(self.n):
-            self.chunks[s].append(cast[:, s].copy())  # the whole history stays in memory
-        self._tail = np.concatenate([self._tail, cast])[-(SLOW + 1) :]
+        self.pending.append(bars)
+        self.pending_bars += len(bars)
+        self.value_sum += value * len(bars)
+        if self.pending_bars >= self.CHUNK:
+            allbars = np.concatenate(self.pending)
+            full = (len(allbars) // self.CHUNK) * self.CHUNK
+            for i in range(0, full, self.CHUNK):
+                chunk = allbars[i : i + self.CHUNK]
+                value = self.value_sum / max(1, self.pending_bars)
+                self.client.store.append("bars", chunk.T.ravel(), value=value)
+            rest = allbars[full:]
+            self.pending, self.pending_bars = ([rest] if len(rest) else []), len(rest)
+            self.value_sum = value * len(rest)
 
     def window(self, n: int) -> npt.NDArray[Any]:
-        """The last ``n`` bars, shape (n, symbols), in the store's float64 or the mode's dtype."""
-        if self.client is not None:
-            cols = [self.client.store.tail(f"px{s}", n) for s in range(self.n)]
-            m = min(len(c) for c in cols)
-            return np.stack([c[-m:] for c in cols], axis=1)
-        if n <= len(self._tail):
-            return self._tail[-n:]
-        return np.stack([np.concatenate(c)[-n:] for c in self.chunks], axis=1)
+        """The last ``n`` bars (fewer at the start), shape (bars, symbols)."""
+        if self.client is None:
+            parts, got = [], 0
+            for c in reversed(self.chunks):
+                parts.append(c)
+                got += len(c)
+                if got >= n:
+                    break
+            return np.concatenate(parts[::-1])[-n:] if parts else np.empty((0, self.n))
+        tail = np.concatenate(self.pending) if self.pending else np.empty((0, self.n))
+        need = max(0, n - len(tail))
+        chunks = -(-need // self.CHUNK)
+        if chunks:
+            flat = self.client.store.tail("bars", chunks * self.CHUNK * self.n)
+            k = len(flat) // (self.CHUNK * self.n)
+            if k:
+                stored = flat[-k * self.CHUNK * self.n :].reshape(k, self.n, self.CHUNK)
+                tail = np.concatenate([stored.transpose(0, 2, 1).reshape(-1, self.n), tail])
+        return tail[-n:]
 
     def nbytes(self) -> int:
         if self.client is not None:
-            return self.client.store.nbytes()
-        return sum(a.nbytes for c in self.chunks for a in c)
+            return self.client.store.nbytes() + sum(b.nbytes for b in self.pending)
+        return sum(c.nbytes for c in self.chunks)
 
 
 def features(
@@ -129,7 +154,7 @@ def features(
     fast = (c[FAST:] - c[:-FAST]) / FAST
     slow = (c[SLOW:] - c[:-SLOW]) / SLOW
     signal = (fast[-k:] - slow[-k:]) / slow[-k:]
-    positions = np.sign(signal).astype(np.int8)
+    positions = np.sign(np.nan_to_num(signal)).astype(np.int8)
     w = min(corr_window, len(r))
     rw = r[-w:].astype(np.float64) if dtype == np.float16 else r[-w:]
     vol = np.std(rw, axis=0) * math.sqrt(252)
@@ -216,6 +241,11 @@ class Engine:
             "peak_rss_bytes": self.peak_rss, "memory_limit_bytes": a.memory_limit,
             "over_limit_at_tick": self.over_limit_at, "history_bytes": self.history.nbytes(),
             "store_error_bound": None if self.client is None else self.client.store.error_bound(),
+            "store_rejected_writes": None if self.client is None else self.client.store.rejected,
+            "store_dropped_values": None if self.client is None else self.client.store.dropped_values,
+            "store_evicted_high_value": None
+            if self.client is None
+            else self.client.store.pool.evicted_high_value,
             "adopted": len(adopted),
             "adoption_latency_ms": [round(x.latency_seconds * 1000, 3) for x in adopted],
             "pnl_bp": self.pnl * 1e4, "final_positions_long": self.last.get("long"),
@@ -386,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.ticks is None and args.duration is None:
         args.duration = 30.0
+    logging.getLogger("qas.pool").setLevel(logging.ERROR)  # counted in the summary instead
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )

@@ -97,6 +97,7 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     memory_high_share: Ratio = 0.85  # resident memory above this share of the limit: cut
     memory_target_share: Ratio = 0.75  # the cut aims here
     memory_low_share: Ratio = 0.6  # below this share the memory caps are lifted a step
+    memory_min_budget_share: Ratio = 0.05  # memory cuts keep at least this share of the limit
     feedback_expiry_seconds: Positive = 30.0  # an older report no longer counts
 
 

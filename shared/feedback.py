@@ -13,7 +13,8 @@ latest report into caps that ``shared.decision.decide`` applies on top of the se
                                    once it reaches the planned value: the seed's table applies
     in between:                    hold
     memory (rss > 0.85 · limit):   precision one tier down, store budget cut by the excess over
-                                   0.75 · limit (at most half per report); urgent
+                                   0.75 · limit (at most half per report, never below 5 % of the
+                                   limit); urgent
     memory (rss < 0.6 · limit):    the memory caps rise a step back
 
 Caps move only on a *new* report, and a cut only on one that measured the current batch cap (the
@@ -137,12 +138,17 @@ def _memory(
         excess = rss - int(c.memory_target_share * limit)
         new_budget = budget_cap
         if fb.store_bytes > 0:
-            cut = max(fb.store_bytes // 2, fb.store_bytes - excess)
+            floor = int(c.memory_min_budget_share * limit)
+            cut = max(fb.store_bytes // 2, fb.store_bytes - excess, floor)
             new_budget = cut if budget_cap is None else min(budget_cap, cut)
+        bits_move = (
+            f"precision {tier(from_bits).name} -> {tier(new_bits).name}"
+            if new_bits < from_bits
+            else f"precision stays {tier(new_bits).name} (the lowest tier)"
+        )
         note = (
             f"Engine resident memory {rss / 2**20:.0f} MiB is {share:.0%} of its "
-            f"{limit / 2**20:.0f} MiB limit: precision {tier(from_bits).name} -> "
-            f"{tier(new_bits).name}"
+            f"{limit / 2**20:.0f} MiB limit: {bits_move}"
             + ("" if new_budget is None else f", store budget {new_budget / 2**20:.1f} MiB")
         )
         return new_budget, new_bits, True, note

@@ -3,7 +3,8 @@
 It is the applier's precision-tiered pool (``services.applier.pool.TieredPool``, enacted through
 the same ``PoolEnactor``), owned by the engine process: one implementation. The engine appends its
 series in chunks (a pending float64 tail per series is flushed to the pool every ``chunk``
-values, so blocks are large enough for the block codecs), tags each chunk with its value (the
+values, so blocks are large enough for the block codecs; a block the pool refuses stays pending
+and is retried, so the newest data is never the data lost), tags each chunk with its value (the
 profit potential of its window: at or above 0.8 it is kept at the top tier and never
 downgraded), and reads back float64. A decision re-encodes everything else to its tier within
 ``min(decided budget, max_budget_bytes)``; ``nbytes`` and ``error_bound`` are what the engine
@@ -37,6 +38,7 @@ class EngineStore:
         chunk: int = 256,
         high_value_threshold: float = 0.8,
         clock: Callable[[], float] = time.time,
+        retry_writes: int = 4,
     ) -> None:
         self.pool = TieredPool(
             budget_bytes=budget_bytes, high_value_threshold=high_value_threshold, tier=tier
@@ -45,31 +47,46 @@ class EngineStore:
         self.max_budget_bytes = max_budget_bytes
         self.chunk = chunk
         self.clock = clock
-        self._pending: dict[str, list[float]] = {}
+        self._pending: dict[str, list[F64]] = {}
         self._pending_value: dict[str, float] = {}
-        self.rejected = 0
+        self.retry_writes = retry_writes
+        self.rejected = 0  # writes the pool refused (kept pending and retried)
+        self.dropped_values = 0  # values dropped after ``retry_writes`` refused writes
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, name: str, values: npt.ArrayLike, *, value: float = 0.0) -> None:
-        """Add values to a series; ``value`` is how much this window matters (0..1)."""
-        pending = self._pending.setdefault(name, [])
-        pending.extend(np.asarray(values, dtype=np.float64).ravel().tolist())
-        self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
-        if len(pending) >= self.chunk:
-            self.flush(name)
+    def append(self, name: str, values: npt.ArrayLike, *, value: float = 0.0) -> bool:
+        """Add values to a series; ``value`` is how much this window matters (0..1).
 
-    def flush(self, name: str | None = None) -> None:
+        False when the pool refused a block (its budget is below its high-value data alone):
+        the values then stay pending, exact, and are retried with the next flush; at most
+        ``retry_writes`` refused writes are kept, the oldest dropped first (counted).
+        """
+        pending = self._pending.setdefault(name, [])
+        pending.append(np.asarray(values, dtype=np.float64).ravel())
+        self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
+        if sum(len(p) for p in pending) >= self.chunk:
+            return self.flush(name)
+        return True
+
+    def flush(self, name: str | None = None) -> bool:
+        ok = True
         for key in [name] if name is not None else list(self._pending):
             pending = self._pending.get(key)
             if not pending:
                 continue
-            ok = self.pool.write(
-                key, pending, value=self._pending_value.get(key, 0.0), now=self.clock()
-            )
-            self.rejected += not ok
-            self._pending[key] = []
-            self._pending_value[key] = 0.0
+            values = np.concatenate(pending)
+            if self.pool.write(
+                key, values, value=self._pending_value.get(key, 0.0), now=self.clock()
+            ):
+                self._pending[key] = []
+                self._pending_value[key] = 0.0
+                continue
+            ok = False
+            self.rejected += 1
+            while len(pending) > self.retry_writes:
+                self.dropped_values += len(pending.pop(0))
+        return ok
 
     def enact(self, d: ScalingDecision) -> ActuatorResult:
         """Enact a decision: its tier, and its budget bounded by ``max_budget_bytes``."""
@@ -81,7 +98,7 @@ class EngineStore:
 
     def tail(self, name: str, n: int) -> F64:
         """The last ``n`` values of a series as float64 (decoding only the blocks needed)."""
-        pending = self._pending.get(name, [])
+        pending = np.concatenate(self._pending.get(name) or [np.empty(0)])
         need = n - len(pending)
         parts: list[F64] = []
         if need > 0:
@@ -93,14 +110,14 @@ class EngineStore:
                 if got >= need:
                     break
             parts.reverse()
-        parts.append(np.asarray(pending, dtype=np.float64))
-        out = np.concatenate(parts) if parts else np.empty(0)
+        parts.append(pending)
+        out = np.concatenate(parts)
         return out[-n:] if n > 0 else out[:0]
 
     def read(self, name: str) -> F64:
         """The whole series as float64."""
         stored = self.pool.read(name).values
-        return np.concatenate([stored, np.asarray(self._pending.get(name, []), dtype=np.float64)])
+        return np.concatenate([stored, *self._pending.get(name, [])])
 
     @property
     def tier(self) -> int:
@@ -112,7 +129,7 @@ class EngineStore:
 
     def nbytes(self) -> int:
         """Bytes held: the pool's encoded blocks plus the float64 pending tails."""
-        return self.pool.nbytes() + 8 * sum(len(p) for p in self._pending.values())
+        return self.pool.nbytes() + sum(a.nbytes for p in self._pending.values() for a in p)
 
     def error_bound(self) -> float:
         """The largest relative error bound of any stored value (pending tails are exact)."""

@@ -18,7 +18,9 @@ import msgspec
 from app.options import OptionError, add_log_level, add_options, default
 from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
+from services.bus.security import SecurityConfigError
 from shared.config import Settings
+from shared.signing import KeyFileError
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -32,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "report": "replay a price file and draw what QAS did (PNG or HTML)",
     "hardware": "what the observer sees on this machine",
     "decide": "one decision for this machine, with its reasons",
+    "keygen": "write a new signing key file (mode 0600) for the decider and applier",
 }
 
 
@@ -115,6 +118,15 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from app.keys import write_key_file
+
+    key = write_key_file(args.key_file, args.key_id)
+    print(f"wrote key {key.key_id} to {args.key_file} (mode 0600); give the same file to the "
+          "decider and every applier with --signing-key-file", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def _load_for_replay(args: argparse.Namespace) -> tuple[Any, str]:
     from shared.csvseries import read_series
     from shared.data import SAMPLE
@@ -181,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = EXIT_RUNTIME
     try:
         code = _dispatch(args)
-    except* CliError as group:
+    except* (CliError, KeyFileError, SecurityConfigError) as group:
         print(f"error: {group.exceptions[0]}", file=sys.stderr)
         code = EXIT_USAGE
     except* BusError as group:
@@ -204,6 +216,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_replay(args)
     if args.command == "report":
         return _cmd_report(args)
+    if args.command == "keygen":
+        return _cmd_keygen(args)
     return _cmd_decide(args)
 
 

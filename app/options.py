@@ -20,6 +20,8 @@ SERVICES = ("run", "observer", "decider", "applier")
 KAFKA_ONLY = ("observer", "decider", "applier")  # --bootstrap-servers is required there
 ENACTING = ("run", "applier")
 REPLAYING = ("replay", "report")
+BROKER = (*SERVICES, *REPLAYING)  # everything that may talk to Kafka
+SIGNING = ("run", "decider", "applier", *REPLAYING)
 
 
 class OptionError(Exception):
@@ -138,6 +140,30 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--json", "print one JSON object per line on stdout for every decision and apply "
         "result (field 'type': 'decision' or 'applied')",
         (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
+    # Security: signed decisions (shared/signing.py) and the broker connection
+    # (services/bus/security.py). The SASL password has no flag, so it never shows in `ps`.
+    Opt("--signing-key-file", "key file (one key_id:hex per line; the first signs, all verify); "
+        "without it `qas run` and replays use an ephemeral in-memory key", SIGNING, Path, None,
+        "QAS_SIGNING_KEY_FILE", metavar="PATH"),
+    Opt("--insecure-unsigned", "decider: publish unsigned decisions; applier: enact decisions "
+        "without checking signatures (anyone who can write to the decisions topic then controls "
+        "this host)", ("decider", "applier"), env="QAS_INSECURE_UNSIGNED", switch=True,
+        default=False),
+    Opt("--security-protocol", "how to talk to Kafka", BROKER, str, "PLAINTEXT",
+        "QAS_SECURITY_PROTOCOL", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")),
+    Opt("--ssl-cafile", "CA certificate(s) that signed the broker's certificate (default: the "
+        "system's)", BROKER, Path, None, "QAS_SSL_CAFILE", metavar="PEM"),
+    Opt("--ssl-certfile", "client certificate, for brokers that require mutual TLS", BROKER, Path,
+        None, "QAS_SSL_CERTFILE", metavar="PEM"),
+    Opt("--ssl-keyfile", "the client certificate's private key (if not inside --ssl-certfile)",
+        BROKER, Path, None, "QAS_SSL_KEYFILE", metavar="PEM"),
+    Opt("--sasl-mechanism", "SASL mechanism", BROKER, str, None, "QAS_SASL_MECHANISM",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")),
+    Opt("--sasl-username", "SASL user name", BROKER, str, None, "QAS_SASL_USERNAME",
+        metavar="NAME"),
+    Opt("--sasl-password-file", "file holding the SASL password (else the QAS_SASL_PASSWORD "
+        "variable; there is no password flag)", BROKER, Path, None, "QAS_SASL_PASSWORD_FILE",
+        metavar="PATH"),
     # Metrics.
     Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one)",
         ENACTING, port, 9464, "QAS_METRICS_PORT", metavar="PORT"),
@@ -173,6 +199,11 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--symbol", "symbol for the ticks (default: the file name)", REPLAYING),
     Opt("--output", "report.png or report.html", ("report",), Path, None, metavar="FILE",
         required_in=("report",), short="-o"),
+    # Keys.
+    Opt("key_file", "where to write the new key file (mode 0600); it must not exist yet",
+        ("keygen",), Path, metavar="KEY_FILE", positional=True),
+    Opt("--key-id", "id of the new key (default: k + today's date + 4 random hex digits)",
+        ("keygen",), str, None, metavar="ID"),
     # One decision.
     Opt("--entropy", "market entropy in [0, 1]", ("decide",), unit_float, required_in=("decide",)),
     Opt("--thermal", "thermal state in [0, 1] (default: measured on this machine)", ("decide",),

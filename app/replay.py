@@ -26,6 +26,7 @@ from app.runtime import (
     make_bus,
     make_enactors,
     make_probe,
+    signing_keys,
 )
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
@@ -77,14 +78,16 @@ async def replay(
     """speed None: as fast as possible; else rows are spaced by their time gap / speed."""
     host = opts.resolved_host_id
     result = ReplayResult(series)
+    keys = signing_keys(opts, ("decider", "applier"))
     bus = make_bus(opts)
     await bus.start()
     stop = asyncio.Event()
     install_signal_handlers(stop)
     pool = TieredPool(budget_bytes=64 << 20)
-    decider = DeciderService(bus, opts.settings, host, event_clock=True, group="qas-replay-decider")
+    decider = DeciderService(bus, opts.settings, host, event_clock=True, group="qas-replay-decider",
+                             signer=keys)  # fmt: skip
     applier = ApplierService(bus, opts.settings, host, pool=pool, enactors=make_enactors(opts, pool),
-                             event_clock=True, group="qas-replay-applier")  # fmt: skip
+                             event_clock=True, group="qas-replay-applier", verifier=keys)  # fmt: skip
 
     def decided(d: ScalingDecision) -> None:
         result.decisions.append(d)

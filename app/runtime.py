@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import msgspec
 from msgspec import Struct
 
+from app.keys import load_key_file
 from app.options import default
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
@@ -30,6 +31,7 @@ from services.applier.service import ApplierService
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
+from services.bus.security import BrokerSecurity, sasl_password
 from services.decider.service import DeciderService
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
@@ -37,6 +39,7 @@ from services.observer.service import ObserverService
 from shared.config import Settings
 from shared.enactor import Enactor
 from shared.messages import ApplyResult, PriceTick, ScalingDecision, encode
+from shared.signing import KeyFileError, KeyRing
 
 log = logging.getLogger("qas")
 
@@ -61,10 +64,28 @@ class Options:
     dry_run: bool = default("dry_run")
     market: str = default("market")  # "sample": loop the shipped S&P 500 sample as the market
     market_rate: float = default("market_rate")  # rows per second
+    # Security (README "Security: signed decisions", "TLS and SASL").
+    signing_key_file: Path | None = default("signing_key_file")  # noqa: RUF009 - None
+    insecure_unsigned: bool = default("insecure_unsigned")
+    security_protocol: str = default("security_protocol")
+    ssl_cafile: Path | None = default("ssl_cafile")  # noqa: RUF009 - an immutable None
+    ssl_certfile: Path | None = default("ssl_certfile")  # noqa: RUF009 - an immutable None
+    ssl_keyfile: Path | None = default("ssl_keyfile")  # noqa: RUF009 - an immutable None
+    sasl_mechanism: str | None = default("sasl_mechanism")
+    sasl_username: str | None = default("sasl_username")
+    sasl_password_file: Path | None = default("sasl_password_file")  # noqa: RUF009 - None
 
     @property
     def resolved_host_id(self) -> str:
         return self.host_id or self.settings.host_id or socket.gethostname()
+
+
+def broker_security(opts: Options) -> BrokerSecurity:
+    return BrokerSecurity(
+        opts.security_protocol, ssl_cafile=opts.ssl_cafile, ssl_certfile=opts.ssl_certfile,
+        ssl_keyfile=opts.ssl_keyfile, sasl_mechanism=opts.sasl_mechanism,
+        sasl_username=opts.sasl_username, sasl_password=sasl_password(opts.sasl_password_file),
+    )  # fmt: skip
 
 
 def make_bus(opts: Options) -> Bus:
@@ -76,7 +97,32 @@ def make_bus(opts: Options) -> Bus:
         connect_timeout=opts.connect_timeout,
         topics=t.all(),
         compacted_topics=t.compacted(),
+        security=broker_security(opts),
     )
+
+
+def signing_keys(opts: Options, which: tuple[str, ...]) -> KeyRing | None:
+    """The key ring the decider signs with and the applier verifies with.
+
+    A key file when given. Otherwise a process that runs both (``qas run``, replays) makes an
+    ephemeral key: it signs and verifies with nothing to configure. A lone decider or applier
+    needs the key file, or --insecure-unsigned (None: no signing, no checking).
+    """
+    if opts.signing_key_file is not None:
+        return load_key_file(opts.signing_key_file)
+    if "decider" in which and "applier" in which:
+        return KeyRing.ephemeral()
+    if not {"decider", "applier"} & set(which):
+        return None  # the observer neither signs nor verifies
+    if opts.insecure_unsigned:
+        log.warning("--insecure-unsigned: decisions are %s; anyone who can write to %s "
+                    "controls this host's limits", "published unsigned" if "decider" in which
+                    else "enacted without checking signatures", opts.settings.topics.decisions)  # fmt: skip
+        return None
+    raise KeyFileError(f"qas {which[0]} needs the signing key file shared with the "
+                       f"{'applier' if which[0] == 'decider' else 'decider'}: "
+                       "--signing-key-file PATH (QAS_SIGNING_KEY_FILE; `qas keygen PATH` makes "
+                       "one), or --insecure-unsigned")  # fmt: skip
 
 
 def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:
@@ -168,6 +214,7 @@ async def run_services(
     """Run the chosen services on one bus until stop/duration. Returns their stats."""
     stop = stop or asyncio.Event()
     install_signal_handlers(stop)
+    keys = signing_keys(opts, which)  # before connecting: a missing key is a usage error
     bus = bus or make_bus(opts)
     host = opts.resolved_host_id
     await bus.start()
@@ -177,13 +224,13 @@ async def run_services(
         if "observer" in which:
             services["observer"] = ObserverService(bus, make_probe(opts), opts.settings)
         if "decider" in which:
-            services["decider"] = DeciderService(bus, opts.settings, host)
+            services["decider"] = DeciderService(bus, opts.settings, host, signer=keys)
             if sink:
                 services["decider"].on_decision = sink.decision
         if "applier" in which:
             pool = TieredPool(budget_bytes=64 << 20)
             applier = ApplierService(bus, opts.settings, host, metrics=metrics, pool=pool,
-                                     enactors=make_enactors(opts, pool))  # fmt: skip
+                                     enactors=make_enactors(opts, pool), verifier=keys)  # fmt: skip
             if sink:
                 applier.on_result = sink.applied
             services["applier"] = applier

@@ -18,7 +18,14 @@ Modes (the same prices, symbols and features for each, for the benchmark of issu
     python examples/trading_engine.py --bootstrap-servers HOST:PORT --host-id desk-1
     python examples/trading_engine.py --mode float64 --ticks 20000 --json
 
-``--json`` prints one JSON object per line: ``adopted``, ``feedback`` and a final ``summary``.
+``--json`` prints one JSON object per line: ``adopted``, ``status`` and a final ``summary``.
+
+Security: on the embedded bus the in-process decider signs with an ephemeral key and the engine
+adopts only what verifies. On Kafka, given the key file the decider signs with
+(``--signing-key-file``, or QAS_SIGNING_KEY_FILE) the engine adopts only decisions whose signature
+verifies; without it, it says once that it runs unverified. The broker connection takes the same
+TLS/SASL settings as ``qas`` (--security-protocol, --ssl-*, --sasl-*, the password from
+QAS_SASL_PASSWORD or --sasl-password-file).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import socket
 import sys
 import time
@@ -38,7 +46,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from app.keys import load_key_file
 from core.engine import Adopted, EngineClient, connect, resident_bytes
+from services.bus.security import MECHANISMS, PROTOCOLS, BrokerSecurity, sasl_password
 from shared.config import Settings
 from shared.csvseries import read_series
 from shared.data import SAMPLE
@@ -268,7 +278,7 @@ def on_adopt(args: argparse.Namespace) -> Any:
                     "precision_bits": d.precision_bits, "scaling_factor": d.scaling_factor,
                     "memory_budget_bytes": d.memory_budget_bytes,
                     "adoption_latency_ms": a.latency_seconds * 1000, "reasons": d.reasons},
-             f"adopted {d.decision_id}: batch {d.batch_size}, {d.precision_tier}, factor "
+             f"adopt {d.decision_id}: batch {d.batch_size}, {d.precision_tier}, factor "
              f"{d.scaling_factor:.2f} ({a.latency_seconds * 1000:.0f} ms after the decision): "
              + " ".join(d.reasons))  # fmt: skip
 
@@ -326,7 +336,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(host_id=args.host_id)
     limit = args.memory_limit
     max_store = None if not limit else max(1 << 20, int(0.5 * (limit - resident_bytes())))
+    keys = load_key_file(args.signing_key_file) if args.signing_key_file else None
+    if args.bootstrap_servers and keys is None:
+        log.warning("decisions are not verified (no --signing-key-file): any client that "
+                    "can write to qas.decisions can change this engine's settings")  # fmt: skip
+    security = BrokerSecurity(
+        args.security_protocol, ssl_cafile=args.ssl_cafile, ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile, sasl_mechanism=args.sasl_mechanism,
+        sasl_username=args.sasl_username, sasl_password=sasl_password(args.sasl_password_file),
+    )  # fmt: skip
     async with connect(
+        keys=keys,
+        security=security,
         bootstrap_servers=args.bootstrap_servers, settings=settings, host_id=args.host_id,
         latency_objective_ms=args.latency_objective_ms, memory_limit_bytes=limit,
         max_store_bytes=max_store, feedback_interval_seconds=args.feedback_interval,
@@ -338,6 +359,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.linger)
         summary["feedback_reports"] = len(client.reports)
         summary["refused"] = dict(client.follower.adopter.refused)
+        summary["refused_unverified"] = client.follower.adopter.refused.get("unverified", 0)
         return summary
 
 
@@ -409,6 +431,16 @@ def parser() -> argparse.ArgumentParser:
         "--linger", type=float, default=0.0, help="seconds to keep following after trading"
     )
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    env = os.environ.get
+    p.add_argument("--signing-key-file", type=Path, default=env("QAS_SIGNING_KEY_FILE") or None,
+                   help="the decider's key file: adopt only decisions it signed")  # fmt: skip
+    p.add_argument("--security-protocol", choices=PROTOCOLS,
+                   default=env("QAS_SECURITY_PROTOCOL", "PLAINTEXT"))  # fmt: skip
+    for name in ("ssl-cafile", "ssl-certfile", "ssl-keyfile", "sasl-password-file"):
+        p.add_argument(f"--{name}", type=Path,
+                       default=env(f"QAS_{name.upper().replace('-', '_')}"))  # fmt: skip
+    p.add_argument("--sasl-mechanism", choices=MECHANISMS, default=env("QAS_SASL_MECHANISM"))
+    p.add_argument("--sasl-username", default=env("QAS_SASL_USERNAME"))
     return p
 
 
@@ -426,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.mode}: {summary['ticks']} bars x {args.symbols} symbols in {summary['wall_seconds']:.1f} s, "
              f"p99 batch {summary['p99_batch_ms']:.1f} ms (objective {args.latency_objective_ms:g} ms), "
              f"peak RSS {summary['peak_rss_bytes'] / 2**20:.0f} MiB, PnL {summary['pnl_bp']:+.1f} bp\n"
-             f"adopted {summary['adopted']} configurations")  # fmt: skip
+             f"adopted {summary['adopted']} configurations; "
+             f"refused {summary.get('refused_unverified', 0)} unverified")  # fmt: skip
     return 0
 
 

@@ -103,7 +103,10 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
 
 class ApplierConstants(Struct, frozen=True, kw_only=True):
     confidence_threshold: Ratio = 0.7
+    # The event-time window a decision must be inside (replay protection): older, or further
+    # ahead of this host's clock, is rejected.
     max_decision_age_seconds: Positive = 30.0
+    max_decision_future_seconds: Positive = 5.0
 
 
 class Settings(Struct, frozen=True, kw_only=True):

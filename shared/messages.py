@@ -30,7 +30,7 @@ Celsius = Annotated[float, Meta(ge=-273.15, le=1000.0)]
 GpuTier = Literal["integrated", "low_end", "mid_range", "high_end", "ultra", "extreme"]
 QuantumState = Literal["SUPERPOSITION", "COLLAPSED", "COHERENT", "DECOHERENT"]
 Trigger = Literal["hardware_observer", "market_entropy", "thermal_mirror", "profit_harmonic"]
-ApplyStatus = Literal["applied", "skipped", "failed"]
+ApplyStatus = Literal["applied", "skipped", "failed", "rejected"]  # rejected: failed verification
 
 
 class Envelope(Struct, kw_only=True, frozen=True):
@@ -292,6 +292,10 @@ class ScalingDecision(Envelope, frozen=True, kw_only=True):
     stabilized: bool = True  # False for the library's direct answers (no stabiliser)
     inputs: DecisionInputs
     prior: PriorState
+    # Sequences restart at 1 with the decider; replay protection orders (sequence_epoch,
+    # sequence), so the decider stamps its start time (ms) here. Covered by the signature.
+    sequence_epoch: Annotated[int, Meta(ge=0)] = 0
+    key_id: Annotated[str, Meta(max_length=64)] | None = None  # which key signed it
     signature: str | None = None  # HMAC-SHA256, hex (see shared/signing.py)
 
 

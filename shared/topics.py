@@ -50,9 +50,11 @@ TABLE: tuple[TopicSpec, ...] = (
               ("decider", "applier"),
               "`symbol`, `price`; QAS derives entropy and a profit heuristic from them"),
     TopicSpec("decisions", "qas.decisions", ScalingDecision, False, ("decider",),
-              ("applier", "engine"), "the scaling decision, its inputs, reasons and prior state"),
+              ("applier", "engine"),
+              "the scaling decision, its inputs, reasons and prior state; signed (HMAC-SHA256, key id)"),
     TopicSpec("applied", "qas.applied", ApplyResult, False, ("applier",), ("engine",),
-              "`applied`, `skipped` or `failed`, with the reason and the engine config"),
+              "`applied`, `skipped`, `failed` or `rejected` (failed verification), with the reason "
+              "and the engine config"),
     TopicSpec("feedback", "qas.feedback", FeedbackReport, False, ("engine",), ("decider",),
               "engine batch latency p50/p99 against its objective, throughput, resident memory "
               "against its limit, queue depth, dropped and late ticks"),

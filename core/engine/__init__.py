@@ -11,7 +11,7 @@ See ``core.engine.client`` for the plain-loop form (``BackgroundClient``).
 from core.engine.client import BackgroundClient, EngineClient, connect
 from core.engine.compute import BatchSizer, PrecisionContext
 from core.engine.feedback import FeedbackReporter, resident_bytes
-from core.engine.follow import Adopted, Adopter, DecisionFollower, Verify
+from core.engine.follow import Adopted, Adopter, DecisionFollower, Verify, signed_by
 from core.engine.store import EngineStore
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "Verify",
     "connect",
     "resident_bytes",
+    "signed_by",
 ]

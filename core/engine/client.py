@@ -32,17 +32,19 @@ from typing import Any
 
 from core.engine.compute import BatchSizer, PrecisionContext
 from core.engine.feedback import FeedbackReporter
-from core.engine.follow import Adopted, DecisionFollower, Verify
+from core.engine.follow import Adopted, DecisionFollower, Verify, signed_by
 from core.engine.store import EngineStore
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
+from services.bus.security import BrokerSecurity
 from services.decider.service import DeciderService
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
 from shared.config import Settings
 from shared.messages import FeedbackReport, MarketEntropy, PriceTick, ProfitPotential, encode
+from shared.signing import KeyRing
 
 log = logging.getLogger("qas.engine")
 
@@ -164,7 +166,10 @@ class EngineClient:
 
 
 def make_bus(
-    settings: Settings, bootstrap_servers: str | None, connect_timeout: float = 30.0
+    settings: Settings,
+    bootstrap_servers: str | None,
+    connect_timeout: float = 30.0,
+    security: BrokerSecurity | None = None,
 ) -> Bus:
     if not bootstrap_servers:
         return MemoryBus()
@@ -174,6 +179,7 @@ def make_bus(
         connect_timeout=connect_timeout,
         topics=t.all(),
         compacted_topics=t.compacted(),
+        security=security,
     )
 
 
@@ -185,19 +191,28 @@ async def connect(
     host_id: str | None = None,
     bus: Bus | None = None,
     embedded_qas: bool | None = None,
+    keys: KeyRing | None = None,
+    security: BrokerSecurity | None = None,
     **options: Any,
 ) -> AsyncIterator[EngineClient]:
     """An ``EngineClient`` running (following and reporting) for the ``async with`` block.
 
     Without ``bootstrap_servers`` (or ``bus``) it uses an in-process bus and, unless
-    ``embedded_qas=False``, runs QAS's observer and decider beside the engine.
+    ``embedded_qas=False``, runs QAS's observer and decider beside the engine; they sign with
+    ``keys`` (an ephemeral key when none is given) and the engine adopts only what verifies.
+    With Kafka, ``keys`` is the decider's key file: only decisions signed with it are adopted
+    (without it, decisions are not verified). ``security``: TLS/SASL for the broker.
     """
     settings = settings or Settings()
     host = host_id or settings.host_id or socket.gethostname()
     own_bus = bus is None
-    bus = bus or make_bus(settings, bootstrap_servers)
+    bus = bus or make_bus(settings, bootstrap_servers, security=security)
     if embedded_qas is None:
         embedded_qas = own_bus and not bootstrap_servers
+    if embedded_qas and keys is None:
+        keys = KeyRing.ephemeral()
+    if keys is not None and options.get("verify") is None:
+        options["verify"] = signed_by(keys)
     if own_bus:
         await bus.start()
     stop = asyncio.Event()
@@ -207,7 +222,8 @@ async def connect(
         if embedded_qas:
             probe = HardwareProbe(settings, host, nvml=NvmlReader(load_pynvml()))
             tasks.append(asyncio.create_task(ObserverService(bus, probe, settings).run(stop)))
-            tasks.append(asyncio.create_task(DeciderService(bus, settings, host).run(stop)))
+            decider = DeciderService(bus, settings, host, signer=keys)
+            tasks.append(asyncio.create_task(decider.run(stop)))
         tasks.append(asyncio.create_task(client.run()))
         yield client
     finally:

@@ -20,11 +20,22 @@ from services.bus.base import Bus
 from shared.apply_policy import skip_reason
 from shared.config import ApplierConstants, Settings
 from shared.messages import InvalidMessage, ScalingDecision, decode, decoder
+from shared.signing import KeyRing, verify
 
 log = logging.getLogger("qas.engine")
 
 #: A verification hook: None to accept the decision, else the reason it is refused.
 Verify = Callable[[ScalingDecision], str | None]
+
+
+def signed_by(ring: KeyRing) -> Verify:
+    """The verify hook for decisions signed with a key of ``ring`` (shared/signing.py)."""
+
+    def check(d: ScalingDecision) -> str | None:
+        fault = verify(d, ring)
+        return None if fault is None else fault[1]
+
+    return check
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,24 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from shared.freshness import FreshnessFault
+from shared.signing import SignatureFault
 from shared.tiers import ALL_BITS
 
 if TYPE_CHECKING:
     from services.applier.pool import TieredPool
 
 from shared.messages import ApplyResult, HardwareSnapshot, ScalingDecision, SensorReading
+
+# Label values are these fixed codes, never text from the message (bounded cardinality).
+REJECT_REASONS: tuple[str, ...] = (*get_args(SignatureFault), *get_args(FreshnessFault))
 
 
 class Metrics:
@@ -63,6 +68,14 @@ class Metrics:
             registry=r,
         )
         self.applies = Counter("qas_applies", "Apply results, by result", ["result"], registry=r)
+        self.rejected = Counter(
+            "qas_decisions_rejected",
+            "Decisions refused before acting: failed signature or replay checks, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:  # every reason shows, at 0, from the start
+            self.rejected.labels(reason)
         self.latency = Histogram(
             "qas_decision_apply_latency_seconds",
             "Decision event time to apply result",
@@ -121,6 +134,10 @@ class Metrics:
         self.applies.labels(result.status).inc()
         if result.status == "applied":
             self.latency.observe(max(0.0, result.event_time - result.decision_event_time))
+
+    def observe_rejection(self, code: str, result: ApplyResult) -> None:
+        self.rejected.labels(code).inc()
+        self.observe_apply(result)
 
     def observe_sensors(self, s: SensorReading) -> None:
         self.thermal.labels(s.host_id).set(s.thermal_state)

@@ -1,7 +1,10 @@
 """Applier service: gate, enact, acknowledge on qas.applied, export metrics.
 
 Idempotent by decision id: a redelivered decision is acknowledged again with its first result,
-never enacted twice.
+never enacted twice. Before anything else a decision must pass verification (signature by a key
+we hold, shared/signing.py) and replay protection (event-time window, per-host sequence,
+shared/freshness.py); one that fails is ``rejected``: acknowledged with the reason, counted,
+dead-lettered, and it touches nothing, not even the gauges.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
-from services.bus.consume import publish_retrying
+from services.bus.consume import Rejected, publish_retrying
 from shared.apply_policy import engine_config, skip_reason
 from shared.config import Settings
 from shared.enactor import Enactor
+from shared.freshness import Watermark, freshness_fault, watermark
 from shared.messages import (
     ApplyResult,
     HardwareSnapshot,
@@ -28,6 +32,7 @@ from shared.messages import (
     SensorReading,
     encode,
 )
+from shared.signing import KeyRing, verify
 
 log = logging.getLogger("qas.applier")
 SEEN_IDS = 10_000
@@ -51,6 +56,7 @@ class ApplierService(ConsumingService):
         honour_jitter: bool = True,
         pool: TieredPool | None = None,
         event_clock: bool = False,
+        verifier: KeyRing | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.metrics = metrics or Metrics()
@@ -65,6 +71,9 @@ class ApplierService(ConsumingService):
         self._ticks: dict[str, list[float]] = {}
         self._tick_since: dict[str, float] = {}  # when each symbol's buffer got its first tick
         self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
+        # None only with --insecure-unsigned (or a test): then signatures are not checked.
+        self.verifier = verifier
+        self.watermarks: dict[str, Watermark] = {}  # host -> newest decision applied
 
     def _enact(self, d: ScalingDecision, started: float) -> ApplyResult:
         outcomes = [e.enact(d) for e in self.enactors]
@@ -85,7 +94,33 @@ class ApplierService(ConsumingService):
             actuators=outcomes,
         )
 
+    async def _reject(self, d: ScalingDecision, code: str, reason: str) -> None:
+        """Acknowledge as rejected (no engine config: nothing of it may be adopted), count, and
+        hand the record to the DLQ. Not remembered by id, so a forged copy of a future id
+        cannot pre-empt the genuine decision."""
+        result = ApplyResult(event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
+                             decision_event_time=d.event_time, status="rejected",
+                             reason=f"{code}: {reason}")  # fmt: skip
+        self.stats["rejected"] += 1
+        self.metrics.observe_rejection(code, result)
+        log.warning("rejected decision %.80r for host %.80r: %s", d.decision_id, d.host_id,
+                    result.reason)  # fmt: skip
+        await self._publish(result)
+        raise Rejected(result.reason)
+
     async def on_decision(self, d: ScalingDecision) -> None:
+        now = d.event_time if self.event_clock else self.clock()
+        fault: tuple[str, str] | None = None
+        if self.verifier is not None:
+            fault = verify(d, self.verifier)
+        if fault is None:
+            # A known id is a redelivery, acknowledged again below with its first result and
+            # never re-enacted: only the window applies to it, not the sequence.
+            known_id = d.decision_id in self.results
+            last = None if known_id else self.watermarks.get(d.host_id)
+            fault = freshness_fault(d, last, now, self.settings.applier)
+        if fault is not None:
+            await self._reject(d, *fault)
         self.metrics.observe_decision(d)
         self._profit = d.inputs.profit_potential
         known = self.results.get(d.decision_id)
@@ -93,7 +128,6 @@ class ApplierService(ConsumingService):
             self.stats["redelivered"] += 1
             await self._publish(known)
             return
-        now = d.event_time if self.event_clock else self.clock()
         reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier)
         if (
             reason is None
@@ -122,6 +156,7 @@ class ApplierService(ConsumingService):
         else:
             result = await asyncio.to_thread(self._enact, d, started)
             self.last_applied_time[d.host_id] = d.event_time
+            self.watermarks[d.host_id] = watermark(d)
         self.results[d.decision_id] = result
         while len(self.results) > SEEN_IDS:
             self.results.popitem(last=False)

@@ -27,6 +27,11 @@ log = logging.getLogger("qas.consume")
 MAX_BACKOFF_SECONDS = 5.0
 
 
+class Rejected(Exception):
+    """Raised by a handler that refused a record on purpose (e.g. a forged decision): the record
+    goes to the DLQ with this reason, without the traceback a failing handler gets."""
+
+
 @dataclass(frozen=True)
 class Subscriber:
     """Who consumes, and how: one object instead of loose keyword arguments."""
@@ -118,6 +123,9 @@ async def _handle(
         await route.handle(msg)
     except BusError:
         raise
+    except Rejected as exc:
+        await dead_letter(bus, record, f"rejected: {exc}", sub, stop=stop, stats=stats)
+        return
     except Exception as exc:  # a bug or bad value in one record must not stop the service
         log.exception("%s: handler for %s failed", sub.service, record.topic)
         await dead_letter(bus, record, f"handler failed: {exc!r}", sub, stop=stop, stats=stats)

@@ -33,6 +33,7 @@ from aiokafka.errors import (
 )
 
 from services.bus.base import BusError, Record, commit_offsets
+from services.bus.security import BrokerSecurity, preflight
 
 log = logging.getLogger("qas.bus.kafka")
 
@@ -80,8 +81,12 @@ class KafkaBus:
         fetch_max_wait: float = 0.1,
         compacted_topics: Sequence[str] = (),
         topics: Sequence[str] = (),
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap_servers
+        # TLS/SASL kwargs for every client (services/bus/security.py); built once, so a bad
+        # setting or an unreadable CA file fails here, before anything connects.
+        self.security = (security or BrokerSecurity()).client_kwargs()
         self.client_id = client_id
         self.connect_timeout = connect_timeout
         self.send_timeout = send_timeout
@@ -110,9 +115,11 @@ class KafkaBus:
             "enable_idempotence": idempotent,
             "linger_ms": 0,
             "request_timeout_ms": int(self.send_timeout * 1000),
+            **self.security,
         }
 
     async def start(self) -> None:
+        await preflight(self.bootstrap, self.security, self.connect_timeout)
         await self._ensure_topics()
         idempotent = self.want_idempotence
         producer = AIOKafkaProducer(**self.producer_options(idempotent))
@@ -146,7 +153,9 @@ class KafkaBus:
         """Create the topics we own (hardware compacted); brokers that auto-create need not."""
         if not self._topics:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id=self.client_id, **self.security
+        )
         await retry_start("admin", admin.start, admin.close, self.connect_timeout, self.bootstrap)
         try:
             existing = set(await admin.list_topics())
@@ -226,6 +235,7 @@ class KafkaConsumer:
             session_timeout_ms=int(self.bus.session_timeout * 1000),
             heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 6),
             fetch_max_wait_ms=int(self.bus.fetch_max_wait * 1000),
+            **self.bus.security,
         )
 
         async def start() -> None:

@@ -1,10 +1,16 @@
-"""Decider service: consumes every input topic, keeps per-host state, publishes decisions."""
+"""Decider service: consumes every input topic, keeps per-host state, publishes decisions.
+
+Every decision is stamped with this decider's epoch and, given a key ring, signed with its
+first key before it is published (shared/signing.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Mapping
+
+import msgspec
 
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
@@ -24,6 +30,7 @@ from shared.messages import (
     encode,
 )
 from shared.precision import platform_top_bits
+from shared.signing import KeyRing, sign
 
 log = logging.getLogger("qas.decider")
 
@@ -40,6 +47,7 @@ class DeciderService(ConsumingService):
         clock: Callable[[], float] = time.time,
         group: str = "qas-decider",
         event_clock: bool = False,
+        signer: KeyRing | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
@@ -50,6 +58,9 @@ class DeciderService(ConsumingService):
         self.event_clock = event_clock
         self._event_time = 0.0
         self._estimators: dict[tuple[str, str], StreamingEstimator] = {}
+        self.signer = signer  # None only with --insecure-unsigned (or a test)
+        # Sequences restart with this process: the epoch orders them across restarts.
+        self.epoch = int(time.time() * 1000)
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())
@@ -68,6 +79,9 @@ class DeciderService(ConsumingService):
             self.stats["held"] += 1
             return
         state.pending_change = False
+        decision = msgspec.structs.replace(decision, sequence_epoch=self.epoch)
+        if self.signer is not None:
+            decision = sign(decision, self.signer.signer)
         await publish_retrying(
             self.bus,
             self.settings.topics.decisions,

@@ -160,3 +160,25 @@ def test_quantum_auto_scaler_takes_feedback_and_shares_the_gate() -> None:
     assert q.apply_scaling_decision(second)
     assert q.chamber_state.memory_config["batch_size"] == second.batch_size
     assert not q.apply_scaling_decision(msgspec.structs.replace(first, decision_id="again"))
+
+
+def test_background_client_runs_a_plain_loop_end_to_end() -> None:
+    """The README's plain-loop form: QAS in-process on a thread, a synchronous engine loop."""
+    import time
+
+    from core.engine import BackgroundClient
+
+    s = Settings(host_id="plain", sensor_interval_seconds=0.2)
+    with BackgroundClient(settings=s, host_id="plain", latency_objective_ms=1.0,
+                          feedback_interval_seconds=0.2) as qas:  # fmt: skip
+        deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
+        while qas.current is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert qas.current is not None and qas.current.decision.signature is not None  # verified
+        first = qas.sizer.size
+        while qas.sizer.size >= first and time.monotonic() < deadline:
+            qas.record_batch(0.010, qas.sizer.size)  # 10 ms against a 1 ms objective
+            time.sleep(0.02)
+        assert qas.sizer.size < first
+        assert any("above its 1 ms objective" in r for r in qas.current.decision.reasons)
+        assert qas.client.reports[0].latency_p99_ms == pytest.approx(10.0)

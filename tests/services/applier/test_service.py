@@ -61,14 +61,15 @@ async def test_gate_and_idempotent_redelivery() -> None:
     svc = ApplierService(bus, S, "me", enactors=[PoolEnactor(pool)], pool=pool)
     good = decision(p=0.9)
     stale = decision(now=time.time() - 600)
-    unsure = msgspec.structs.replace(decision(), decision_id="unsure", confidence=0.5)
-    older = msgspec.structs.replace(decision(), decision_id="older", event_time=good.event_time - 1)
+    unsure = msgspec.structs.replace(decision(), decision_id="unsure", confidence=0.5, sequence=2)
+    older = msgspec.structs.replace(decision(), decision_id="older", sequence=3,
+                                    event_time=good.event_time - 1)  # fmt: skip
     msgs = [(S.topics.decisions, encode(m)) for m in (good, good, stale, unsure, older)]
     results = await run_applier(svc, bus, msgs, 5)
-    assert [r.status for r in results] == ["applied", "applied", "skipped", "skipped", "skipped"]
+    assert [r.status for r in results] == ["applied", "applied", "rejected", "skipped", "skipped"]
     assert results[0] == results[1]  # redelivered: the same acknowledgement, not applied twice
     assert svc.stats["applied"] == 1 and svc.stats["redelivered"] == 1
-    assert "stale" in results[2].reason and "confidence 0.50" in results[3].reason
+    assert results[2].reason.startswith("stale:") and "confidence 0.50" in results[3].reason
     assert "older" in results[4].reason
     assert (
         results[0].engine_config is not None

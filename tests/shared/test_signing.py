@@ -1,0 +1,154 @@
+"""Signed decisions (shared/signing.py) and replay protection (shared/freshness.py): pure."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from shared.config import ApplierConstants, DecisionConstants
+from shared.decision import decide
+from shared.freshness import Watermark, freshness_fault, watermark
+from shared.messages import PriorState, ScalingDecision, decode, encode
+from shared.signing import (
+    DOMAIN,
+    KeyFileError,
+    KeyRing,
+    SigningKey,
+    canonical_bytes,
+    parse_key_file,
+    sign,
+    verify,
+)
+from tests.support.factories import inputs_for, reference_host
+
+SECRET_HEX = "11" * 32
+OTHER_HEX = "22" * 32
+
+
+def _decision(now: float = 1000.0) -> ScalingDecision:
+    d, _ = decide(inputs_for(reference_host(), 0.9, 0.2, 0.5), PriorState(), host_id="h",
+                  now=now, c=DecisionConstants(max_jitter_seconds=0.0))  # fmt: skip
+    assert d is not None
+    return d
+
+
+def _on_the_wire(d: ScalingDecision) -> ScalingDecision:
+    """What an applier decodes from the published bytes."""
+    return decode(encode(d), ScalingDecision)
+
+
+RING = parse_key_file(f"new:{SECRET_HEX}\nold:{OTHER_HEX}\n")
+
+
+def test_a_signed_decision_verifies_after_the_wire_and_names_its_key() -> None:
+    signed = sign(_decision(), RING.signer)
+    assert signed.key_id == "new" and signed.signature is not None
+    assert len(signed.signature) == 64
+    assert verify(_on_the_wire(signed), RING) is None
+
+
+def test_the_canonical_bytes_are_the_domain_then_the_json_without_the_signature() -> None:
+    signed = sign(_decision(), RING.signer)
+    data = canonical_bytes(signed)
+    assert data.startswith(DOMAIN)
+    body = msgspec.json.decode(data[len(DOMAIN):])
+    assert body["signature"] is None and body["key_id"] == "new"
+    assert body == {**msgspec.json.decode(encode(signed)), "signature": None}
+
+
+def test_every_key_verifies_and_only_the_first_signs() -> None:
+    by_old = sign(_decision(), parse_key_file(f"old:{OTHER_HEX}").signer)
+    assert verify(_on_the_wire(by_old), RING) is None  # rotation: the old key still verifies
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (dict(signature=None, key_id=None), "unsigned"),
+        (dict(key_id="nobody"), "unknown_key"),
+        (dict(scaling_factor=2.9), "bad_signature"),  # altered after signing
+        (dict(host_id="another-host"), "bad_signature"),
+        (dict(sequence_epoch=1), "bad_signature"),
+        (dict(signature="0" * 64), "bad_signature"),
+        (dict(signature="not hex"), "bad_signature"),
+    ],
+)
+def test_unsigned_unknown_altered_and_forged_decisions_fail(change: dict[str, object], code: str) -> None:
+    signed = sign(_decision(), RING.signer)
+    bad = _on_the_wire(msgspec.structs.replace(signed, **change))  # type: ignore[arg-type]
+    fault = verify(bad, RING)
+    assert fault is not None and fault[0] == code
+
+
+def test_a_decision_signed_with_a_wrong_key_of_the_same_id_fails() -> None:
+    impostor = SigningKey("new", bytes.fromhex("33" * 32))
+    fault = verify(_on_the_wire(sign(_decision(), impostor)), RING)
+    assert fault is not None and fault[0] == "bad_signature"
+
+
+def test_no_secret_in_repr_errors_or_reasons() -> None:
+    assert SECRET_HEX not in repr(RING) and SECRET_HEX not in str(RING.signer)
+    assert "hidden" in repr(RING.signer)
+    for text in (f"k:{SECRET_HEX[:-2]}zz", f"bad id!:{SECRET_HEX}", f"k:{SECRET_HEX[:20]}"):
+        with pytest.raises(KeyFileError) as info:
+            parse_key_file(text)
+        assert SECRET_HEX[:20] not in str(info.value) and "line 1" in str(info.value)
+    signed = sign(_decision(), RING.signer)
+    altered = _on_the_wire(msgspec.structs.replace(signed, scaling_factor=2.9))
+    fault = verify(altered, RING)
+    assert fault is not None
+    expected = RING.signer.mac(canonical_bytes(altered))  # the MAC an oracle would leak
+    assert expected not in fault[1] and SECRET_HEX not in fault[1]
+
+
+def test_key_file_parsing() -> None:
+    ring = parse_key_file(f"# rotated 2026-11\n\na.1:{SECRET_HEX}\n  b-2 : {OTHER_HEX}  \n")
+    assert [k.key_id for k in ring.keys] == ["a.1", "b-2"] and ring.signer.key_id == "a.1"
+    for bad, why in [
+        ("", "no keys"),
+        (f"{SECRET_HEX}", "expected key_id:hex"),
+        (f"a:{SECRET_HEX}\na:{OTHER_HEX}", "twice"),
+        ("a:abcd", "shorter than 16 bytes"),
+    ]:
+        with pytest.raises(KeyFileError, match=why):
+            parse_key_file(bad)
+    line = SigningKey.generate("gen").line()
+    assert parse_key_file(line).signer.key_id == "gen"
+    assert KeyRing.ephemeral().signer.key_id == "ephemeral"
+
+
+C = ApplierConstants()
+
+
+def test_the_event_time_window_is_30_s_old_and_5_s_ahead_by_default() -> None:
+    d = _decision(now=1000.0)
+    assert freshness_fault(d, None, 1000.0 + 30.0, C) is None
+    assert freshness_fault(d, None, 1000.0 - 5.0, C) is None
+    stale = freshness_fault(d, None, 1030.5, C)
+    ahead = freshness_fault(d, None, 994.0, C)
+    assert stale is not None and stale[0] == "stale"
+    assert ahead is not None and ahead[0] == "future"
+    narrow = ApplierConstants(max_decision_age_seconds=1.0, max_decision_future_seconds=0.5)
+    assert freshness_fault(d, None, 1001.5, narrow) is not None
+
+
+def test_the_sequence_must_be_newer_than_the_last_applied_within_and_across_epochs() -> None:
+    d = msgspec.structs.replace(_decision(), sequence=5, sequence_epoch=100)
+    assert watermark(d) == Watermark(100, 5)
+    for last, ok in [
+        (Watermark(100, 4), True),
+        (Watermark(100, 5), False),  # the same one again
+        (Watermark(100, 9), False),  # an older one replayed
+        (Watermark(99, 50), True),  # a restarted decider (later epoch) starts again at 1
+        (Watermark(101, 1), False),  # from before the decider's restart
+    ]:
+        fault = freshness_fault(d, last, d.event_time, C)
+        assert (fault is None) == ok, (last, fault)
+        if fault is not None:
+            assert fault[0] == "replayed_sequence"
+
+
+def test_a_whole_number_in_a_float_field_signs_as_the_applier_will_decode_it() -> None:
+    built = msgspec.structs.replace(_decision(), scaling_factor=1)  # type: ignore[arg-type]
+    assert b'"scaling_factor":1,' in msgspec.json.encode(built)  # decodes as 1.0
+    assert verify(_on_the_wire(sign(built, RING.signer)), RING) is None

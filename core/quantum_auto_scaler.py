@@ -1,4 +1,6 @@
-"""The seed's in-process API, over the same pure core as the decider service.
+"""The seed's in-process API, over the same pure core as the decider service and the same
+adoption gate as the engine client (``core.engine``); pass ``enactors=[EngineStore(...)]`` to hold
+the engine's arrays at the decided tier, and ``report_feedback`` to close the loop.
 
     from core.quantum_auto_scaler import QuantumAutoScaler
     quantum_scaler = QuantumAutoScaler()
@@ -24,14 +26,15 @@ from typing import Any
 
 import msgspec
 
+from core.engine.follow import Adopter, Verify
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
-from shared.apply_policy import skip_reason
 from shared.config import Settings
 from shared.decision import check_inputs, decide
 from shared.enactor import Enactor
 from shared.hoststate import HostState
 from shared.messages import (
+    FeedbackReport,
     HardwareSnapshot,
     MarketEntropy,
     ProfitPotential,
@@ -65,6 +68,7 @@ class QuantumAutoScaler:
         stabilize: bool = False,
         enactors: Sequence[Enactor] = (),
         clock: Callable[[], float] = time.time,
+        verify: Verify | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.host_id = host_id or self.settings.host_id or socket.gethostname()
@@ -77,7 +81,8 @@ class QuantumAutoScaler:
         self.hardware: HardwareSnapshot = self.probe.snapshot()
         self._host = HostState()
         self._host.observe_hardware(self.hardware)
-        self._last_applied_time: float | None = None
+        # The engine client's adoption gate (core/engine/follow.py): one implementation.
+        self._adopter = Adopter(self.host_id, self.settings.applier, verify, clock)
         self._live: SensorReading | None = None
         # Observing the hardware is what ends SUPERPOSITION: the chamber starts collapsed onto it.
         self.chamber_state = ChamberState(
@@ -139,7 +144,7 @@ class QuantumAutoScaler:
         """Enact it when the gate allows (confidence, age, order); True when applied."""
         if self.chamber_state.applied_decision_id == decision.decision_id:
             return True  # idempotent
-        reason = skip_reason(decision, self._last_applied_time, self.clock(), self.settings.applier)
+        reason = self._adopter.check(decision)
         self.chamber_state.last_skip_reason = reason
         if reason is not None:
             return False
@@ -147,7 +152,7 @@ class QuantumAutoScaler:
         if any(o.status == "failed" for o in outcomes):
             self.chamber_state.last_skip_reason = "; ".join(o.detail for o in outcomes)
             return False
-        self._last_applied_time = decision.event_time
+        self._adopter.adopt(decision)
         cs = self.chamber_state
         cs.applied_decision_id = decision.decision_id
         cs.scaling_multiplier = decision.scaling_factor
@@ -161,6 +166,11 @@ class QuantumAutoScaler:
             "workers": decision.workers,
         }
         return True
+
+    def report_feedback(self, report: FeedbackReport) -> None:
+        """Engine feedback (as on ``qas.feedback``): the next decision tracks its latency
+        objective and memory limit (shared/feedback.py)."""
+        self._host.feedback = report
 
     def get_quantum_chamber_status(self) -> dict[str, Any]:
         cs, hw = self.chamber_state, self.hardware

@@ -1,159 +1,438 @@
-"""A trading engine that uses QAS over Kafka, the way a user integrates it.
+"""A trading engine that follows QAS: real prices, real features, feedback that closes the loop.
 
-The engine publishes what it sees of the market (ticks, and its own entropy and profit
-estimates) and subscribes to `qas.decisions`, adopting the batch size and precision tier as
-they change. Run QAS beside it (`qas run --bootstrap-servers HOST:PORT`), then:
+The market is the shipped S&P 500 sample (or ``--csv``, any file the replay reads). Symbol 0 is
+the real series; symbols 1..N-1 are a moving-block bootstrap of its real log returns (blocks of
+``--block`` bars, seeded by ``--seed``): a universe of many symbols with the real series'
+volatility clustering, not real prices of other companies. Each bar the engine keeps every
+symbol's price history and, in batches of the decided size (items = bars x symbols), computes
+rolling volatility, a rolling correlation matrix across symbols, a moving-average trend signal
+and its positions (sign of fast minus slow average), and marks the positions to market.
 
-    python examples/trading_engine.py --bootstrap-servers HOST:PORT --duration 30
+Modes (the same prices, symbols and features for each, for the benchmark of issue 16):
+- ``qas``: history in the engine-side tiered store at the decided precision, batches of the
+  decided size, compute in the decided dtype, feedback on ``qas.feedback``;
+- ``float64``: the engine as a plain user writes it, float64 arrays, fixed batch, no QAS;
+- ``float16-naive``: ``astype(float16)`` history and compute, fixed batch, no QAS.
 
-It reads prices from the sample shipped with QAS; a real engine would use its own feed.
+    python examples/trading_engine.py                        # embedded bus, QAS in-process
+    python examples/trading_engine.py --bootstrap-servers HOST:PORT --host-id desk-1
+    python examples/trading_engine.py --mode float64 --ticks 20000 --json
 
-Security: given the key file the decider signs with (--signing-key-file, or
-QAS_SIGNING_KEY_FILE), the engine adopts only decisions whose signature verifies; without it,
-it says once that it runs unverified. The broker connection takes the same TLS/SASL settings
-as `qas` (--security-protocol, --ssl-*, --sasl-*, the password from QAS_SASL_PASSWORD or
---sasl-password-file).
+``--json`` prints one JSON object per line: ``adopted``, ``status`` and a final ``summary``.
+
+Security: on the embedded bus the in-process decider signs with an ephemeral key and the engine
+adopts only what verifies. On Kafka, given the key file the decider signs with
+(``--signing-key-file``, or QAS_SIGNING_KEY_FILE) the engine adopts only decisions whose signature
+verifies; without it, it says once that it runs unverified. The broker connection takes the same
+TLS/SASL settings as ``qas`` (--security-protocol, --ssl-*, --sasl-*, the password from
+QAS_SASL_PASSWORD or --sasl-password-file).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import numpy as np
+import numpy.typing as npt
 
 from app.keys import load_key_file
+from core.engine import Adopted, EngineClient, connect, resident_bytes
 from services.bus.security import MECHANISMS, PROTOCOLS, BrokerSecurity, sasl_password
+from shared.config import Settings
 from shared.csvseries import read_series
 from shared.data import SAMPLE
 from shared.market import StreamingEstimator
-from shared.messages import InvalidMessage, ScalingDecision, decode
-from shared.signing import KeyRing, verify
 
 log = logging.getLogger("engine")
+F64 = npt.NDArray[np.float64]
+FAST, SLOW = 10, 50
+
+
+class Market:
+    """Bars for ``symbols`` symbols: the real series, then block-bootstrapped real returns."""
+
+    def __init__(self, csv: Path, symbols: int, seed: int, block: int) -> None:
+        series = read_series(csv)
+        self.source = f"{csv.name} ({series.summary()})"
+        self.returns = np.diff(np.log(series.prices))
+        self.n, self.block = symbols, max(1, block)
+        self.rng = np.random.default_rng(seed)
+        self.start = self.rng.integers(0, len(self.returns), symbols)
+        self.start[0] = 0
+        self.offset = np.zeros(symbols, dtype=np.int64)
+        self.prices = series.prices[0] * np.exp(self.rng.normal(0.0, 0.2, symbols))
+        self.prices[0] = series.prices[0]
+        self.bar = 0
+
+    def next_bars(self, k: int) -> F64:
+        """The next ``k`` bars of prices, shape (k, symbols)."""
+        out = np.empty((k, self.n))
+        m = len(self.returns)
+        for i in range(k):
+            idx = (self.start + self.offset) % m
+            idx[0] = self.bar % m  # symbol 0: the real series, in order (looping)
+            self.prices = self.prices * np.exp(self.returns[idx])
+            out[i] = self.prices
+            self.offset += 1
+            renew = self.offset >= self.block
+            if renew.any():
+                self.start[renew] = self.rng.integers(0, m, int(renew.sum()))
+                self.offset[renew] = 0
+            self.bar += 1
+        return out
+
+
+class History:
+    """Every bar's prices for every symbol: plain arrays (float64 / float16-naive), or the
+    engine-side tiered store, in chunks of ``CHUNK`` bars x symbols (symbol-major, so each codec
+    block holds one symbol's run) written as one block each, and a float64 tail not yet full."""
+
+    CHUNK = 256
+
+    def __init__(self, mode: str, symbols: int, client: EngineClient | None) -> None:
+        self.mode, self.n, self.client = mode, symbols, client
+        self.dtype = np.float16 if mode == "float16-naive" else np.float64
+        self.chunks: list[npt.NDArray[Any]] = []
+        self.pending: list[F64] = []
+        self.pending_bars = 0
+        self.value_sum = 0.0  # the chunk's value: the mean profit potential over its bars
+
+    def append(self, bars: F64, value: float) -> None:
+        if self.client is None:
+            self.chunks.append(bars.astype(self.dtype))  # the whole history stays in memory
+            return
+        self.pending.append(bars)
+        self.pending_bars += len(bars)
+        self.value_sum += value * len(bars)
+        if self.pending_bars >= self.CHUNK:
+            allbars = np.concatenate(self.pending)
+            full = (len(allbars) // self.CHUNK) * self.CHUNK
+            for i in range(0, full, self.CHUNK):
+                chunk = allbars[i : i + self.CHUNK]
+                value = self.value_sum / max(1, self.pending_bars)
+                self.client.store.append("bars", chunk.T.ravel(), value=value)
+            rest = allbars[full:]
+            self.pending, self.pending_bars = ([rest] if len(rest) else []), len(rest)
+            self.value_sum = value * len(rest)
+
+    def window(self, n: int) -> npt.NDArray[Any]:
+        """The last ``n`` bars (fewer at the start), shape (bars, symbols)."""
+        if self.client is None:
+            parts, got = [], 0
+            for c in reversed(self.chunks):
+                parts.append(c)
+                got += len(c)
+                if got >= n:
+                    break
+            return np.concatenate(parts[::-1])[-n:] if parts else np.empty((0, self.n))
+        tail = np.concatenate(self.pending) if self.pending else np.empty((0, self.n))
+        need = max(0, n - len(tail))
+        chunks = -(-need // self.CHUNK)
+        if chunks:
+            flat = self.client.store.tail("bars", chunks * self.CHUNK * self.n)
+            k = len(flat) // (self.CHUNK * self.n)
+            if k:
+                stored = flat[-k * self.CHUNK * self.n :].reshape(k, self.n, self.CHUNK)
+                tail = np.concatenate([stored.transpose(0, 2, 1).reshape(-1, self.n), tail])
+        return tail[-n:]
+
+    def nbytes(self) -> int:
+        if self.client is not None:
+            return self.client.store.nbytes() + sum(b.nbytes for b in self.pending)
+        return sum(c.nbytes for c in self.chunks)
+
+
+def features(
+    px: npt.NDArray[Any], k: int, dtype: np.dtype[Any], corr_window: int
+) -> dict[str, Any]:
+    """Features for the last ``k`` bars of ``px`` (which holds ``SLOW`` bars of context more)."""
+    p = np.asarray(px, dtype=dtype)
+    logp = np.log(p)
+    r = np.diff(logp, axis=0)
+    c = np.cumsum(np.concatenate([np.zeros((1, p.shape[1]), dtype=dtype), p]), axis=0)
+    fast = (c[FAST:] - c[:-FAST]) / FAST
+    slow = (c[SLOW:] - c[:-SLOW]) / SLOW
+    signal = (fast[-k:] - slow[-k:]) / slow[-k:]
+    positions = np.sign(np.nan_to_num(signal)).astype(np.int8)
+    w = min(corr_window, len(r))
+    rw = r[-w:].astype(np.float64) if dtype == np.float16 else r[-w:]
+    vol = np.std(rw, axis=0) * math.sqrt(252)
+    corr = np.corrcoef(rw, rowvar=False) if w > 2 and p.shape[1] > 1 else np.ones((1, 1))
+    return {"signal": signal, "positions": positions, "returns": r[-k:], "vol": vol, "corr": corr}
 
 
 class Engine:
-    """The trading side: it only needs to know the JSON on the topics."""
+    def __init__(self, args: argparse.Namespace, client: EngineClient | None) -> None:
+        self.args, self.client = args, client
+        self.market = Market(args.csv, args.symbols, args.seed, args.block)
+        self.history = History(args.mode, args.symbols, client)
+        self.estimator = StreamingEstimator()
+        self.ticks = self.batches = 0
+        self.pnl = 0.0  # sum over bars of mean(position(t-1) * return(t)), in log-return units
+        self.prev_pos = np.zeros(args.symbols, dtype=np.int8)
+        self.latencies: list[float] = []
+        self.peak_rss = resident_bytes()
+        self.over_limit_at: int | None = None
+        self.positions_out = open(args.positions_out, "wb") if args.positions_out else None
+        self.last: dict[str, Any] = {}
 
-    def __init__(
-        self,
-        bootstrap: str,
-        host_id: str,
-        keys: KeyRing | None = None,
-        security: dict[str, Any] | None = None,
-    ) -> None:
-        self.bootstrap, self.host_id = bootstrap, host_id
-        self.batch_size = 256
-        self.precision = "float64"
-        self.adopted: list[dict[str, object]] = []
-        self.keys = keys  # the decider's key file: adopt only what it signed
-        self.security = security or {}  # TLS/SASL kwargs for every Kafka client
-        self.refused = 0
+    @property
+    def batch_items(self) -> int:
+        return self.client.sizer.size if self.client is not None else self.args.batch
 
-    def accept(self, raw: bytes) -> dict[str, Any] | None:
-        """The decision to act on, or None: another host's, unsure, or (with keys) unverified."""
-        d = json.loads(raw)
-        if d.get("host_id") != self.host_id or d.get("confidence", 0) <= 0.7:
-            return None  # another host's decision, or one QAS itself would not apply
-        if self.keys is not None:
-            fault: tuple[str, str] | None
-            try:
-                fault = verify(decode(raw, ScalingDecision), self.keys)
-            except InvalidMessage as exc:
-                fault = ("invalid", str(exc))
-            if fault is not None:
-                self.refused += 1
-                log.warning("refused decision %.80r: %s", d.get("decision_id"), fault[1])
-                return None
-        return dict(d)
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        if self.client is not None:
+            return self.client.precision.dtype
+        return np.dtype(np.float16 if self.args.mode == "float16-naive" else np.float64)
 
-    def _event(self, **fields: object) -> bytes:
-        return json.dumps({"event_time": time.time(), "host_id": self.host_id, **fields}).encode()
+    def step(self) -> float:
+        """One batch: new bars in, features out. Returns its latency in seconds."""
+        k = max(1, math.ceil(self.batch_items / self.args.symbols))
+        bars = self.market.next_bars(k)
+        started = time.perf_counter()
+        profit = 0.0
+        for price in bars[:, 0].tolist():  # the engine's own market estimate, on the index
+            est = self.estimator.update(price)
+            if est is not None:
+                self.last["entropy"], profit = est.entropy, est.profit
+                self.last["profit"] = profit
+        self.history.append(bars, value=profit)
+        px = self.history.window(k + SLOW)
+        k_eff = min(k, len(px) - SLOW)
+        if k_eff > 0:
+            f = features(px, k_eff, self.dtype, self.args.corr_window)
+            pos, ret = f["positions"], f["returns"].astype(np.float64)
+            held = np.concatenate([self.prev_pos[None, :], pos[:-1]]).astype(np.float64)
+            self.pnl += float(np.mean(held * ret, axis=1).sum())
+            self.prev_pos = pos[-1]
+            if self.positions_out is not None:
+                self.positions_out.write(pos.tobytes())
+            corr = f["corr"]
+            off = corr[~np.eye(len(corr), dtype=bool)] if len(corr) > 1 else np.zeros(1)
+            self.last.update(
+                signal=float(np.mean(f["signal"][-1])), long=int((pos[-1] > 0).sum()),
+                vol=float(np.mean(f["vol"])), mean_corr=float(np.nanmean(off)),
+            )  # fmt: skip
+        seconds = time.perf_counter() - started
+        self.ticks += k
+        self.batches += 1
+        self.latencies.append(seconds * 1000)
+        if self.client is not None:
+            self.client.record_batch(seconds, k * self.args.symbols)
+        rss = resident_bytes()
+        self.peak_rss = max(self.peak_rss, rss)
+        if self.args.memory_limit and rss > self.args.memory_limit and self.over_limit_at is None:
+            self.over_limit_at = self.ticks
+        return seconds
 
-    async def publish_market(
-        self, producer: AIOKafkaProducer, stop: asyncio.Event, rate: float
-    ) -> int:
-        prices = read_series(SAMPLE).prices
-        estimator = StreamingEstimator()  # the engine's own estimate; QAS could derive it too
-        key = self.host_id.encode()
-        sent = 0
-        for price in prices.tolist():
-            if stop.is_set():
-                break
-            await producer.send_and_wait(
-                "market.ticks", self._event(symbol="SPX", price=price), key=key
-            )
-            estimate = estimator.update(price)
-            if estimate is not None:
-                entropy, profit = estimate.entropy, estimate.profit
-                await producer.send_and_wait("market.entropy", self._event(value=entropy), key=key)
-                await producer.send_and_wait("market.profit", self._event(value=profit), key=key)
-            # the engine's real work would go here, in batches of self.batch_size
-            sent += 1
-            await asyncio.sleep(1.0 / rate)
-        return sent
-
-    async def follow_decisions(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            "qas.decisions", bootstrap_servers=self.bootstrap, group_id=f"engine-{self.host_id}",
-            auto_offset_reset="latest", enable_auto_commit=True, **self.security,
-        )  # fmt: skip
-        if self.keys is None:
-            log.warning("decisions are not verified (no --signing-key-file): any client that "
-                        "can write to qas.decisions can change this engine's settings")  # fmt: skip
-        await consumer.start()
-        try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200)
-                for msg in (m for msgs in batch.values() for m in msgs):
-                    d = self.accept(msg.value)
-                    if d is None:
-                        continue
-                    if (d["batch_size"], d["precision_tier"]) != (self.batch_size, self.precision):
-                        self.batch_size, self.precision = d["batch_size"], d["precision_tier"]
-                        self.adopted.append(d)
-                        log.info("adopted batch %d, precision %s (factor %.2f): %s", self.batch_size,
-                                 self.precision, d["scaling_factor"], " ".join(d["reasons"]))  # fmt: skip
-        finally:
-            await consumer.stop()
+    def summary(self, wall: float) -> dict[str, Any]:
+        lat = np.asarray(self.latencies or [0.0])
+        a = self.args
+        adopted = [] if self.client is None else self.client.adopted
+        return {
+            "type": "summary", "mode": a.mode, "seed": a.seed, "symbols": a.symbols,
+            "ticks": self.ticks, "batches": self.batches, "wall_seconds": wall,
+            "trading_hours": self.ticks * a.bar_seconds / 3600,
+            "throughput_items_per_second": self.ticks * a.symbols / max(wall, 1e-9),
+            "p50_batch_ms": float(np.percentile(lat, 50)), "p99_batch_ms": float(np.percentile(lat, 99)),
+            "latency_objective_ms": a.latency_objective_ms,
+            "peak_rss_bytes": self.peak_rss, "memory_limit_bytes": a.memory_limit,
+            "over_limit_at_tick": self.over_limit_at, "history_bytes": self.history.nbytes(),
+            "store_error_bound": None if self.client is None else self.client.store.error_bound(),
+            "store_rejected_writes": None if self.client is None else self.client.store.rejected,
+            "store_dropped_values": None if self.client is None else self.client.store.dropped_values,
+            "store_evicted_high_value": None
+            if self.client is None
+            else self.client.store.pool.evicted_high_value,
+            "adopted": len(adopted),
+            "adoption_latency_ms": [round(x.latency_seconds * 1000, 3) for x in adopted],
+            "pnl_bp": self.pnl * 1e4, "final_positions_long": self.last.get("long"),
+            "signal": self.last.get("signal"), "source": self.market.source,
+        }  # fmt: skip
 
 
-async def run(bootstrap: str, duration: float, rate: float, host_id: str,
-              keys: KeyRing | None = None, security: dict[str, Any] | None = None) -> Engine:  # fmt: skip
-    engine = Engine(bootstrap, host_id, keys, security)
-    stop = asyncio.Event()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **engine.security)
-    await producer.start()
+def emit(args: argparse.Namespace, record: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(record, separators=(",", ":")), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def on_adopt(args: argparse.Namespace) -> Any:
+    def show(a: Adopted) -> None:
+        d = a.decision
+        emit(args, {"type": "adopted", "t": a.adopted_at, "decision_id": d.decision_id,
+                    "batch_size": d.batch_size, "precision_tier": d.precision_tier,
+                    "precision_bits": d.precision_bits, "scaling_factor": d.scaling_factor,
+                    "memory_budget_bytes": d.memory_budget_bytes,
+                    "adoption_latency_ms": a.latency_seconds * 1000, "reasons": d.reasons},
+             f"adopt {d.decision_id}: batch {d.batch_size}, {d.precision_tier}, factor "
+             f"{d.scaling_factor:.2f} ({a.latency_seconds * 1000:.0f} ms after the decision): "
+             + " ".join(d.reasons))  # fmt: skip
+
+    return show
+
+
+async def trade(args: argparse.Namespace, client: EngineClient | None) -> dict[str, Any]:
+    engine = Engine(args, client)
+    if client is not None:
+        client.on_adopt = on_adopt(args)
+    began = time.monotonic()
+    deadline = None if args.duration is None else began + args.duration
+    last_inputs = last_status = 0.0
     try:
-        follower = asyncio.create_task(engine.follow_decisions(stop))
-        await asyncio.sleep(0.5)
-        market = asyncio.create_task(engine.publish_market(producer, stop, rate))
-        await asyncio.sleep(duration)
-        stop.set()
-        await asyncio.gather(follower, market)
+        while (args.ticks is None or engine.ticks < args.ticks) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            seconds = engine.step()
+            now = time.monotonic()
+            if client is not None and now - last_inputs >= 0.2 and "entropy" in engine.last:
+                await client.publish_inputs(
+                    entropy=engine.last["entropy"], profit=engine.last["profit"]
+                )
+                last_inputs = now
+            if now - last_status >= args.status_seconds:
+                last_status = now
+                report = client.reports[-1] if client is not None and client.reports else None
+                emit(args, {"type": "status", "ticks": engine.ticks, "batch_ms": seconds * 1000,
+                            "p99_ms": None if report is None else report.latency_p99_ms,
+                            "objective_ms": args.latency_objective_ms,
+                            "rss_bytes": resident_bytes(), "history_bytes": engine.history.nbytes(),
+                            **{k: engine.last.get(k) for k in ("signal", "long", "vol", "mean_corr")}},
+                     f"tick {engine.ticks}: batch {seconds * 1000:.1f} ms (p99 "
+                     f"{'-' if report is None else f'{report.latency_p99_ms:.1f}'} ms, objective "
+                     f"{args.latency_objective_ms:g} ms), history {engine.history.nbytes() / 2**20:.1f}"
+                     f" MiB, signal {engine.last.get('signal', 0.0):+.4f}, {engine.last.get('long', 0)}"
+                     f"/{args.symbols} long, mean corr {engine.last.get('mean_corr', 0.0):.2f}")  # fmt: skip
+            pause = (
+                0.0
+                if args.rate <= 0
+                else max(
+                    0.0, 1.0 / args.rate * math.ceil(engine.batch_items / args.symbols) - seconds
+                )
+            )
+            await asyncio.sleep(pause)  # lets the client adopt decisions and report between batches
     finally:
-        await producer.stop()
-    return engine
+        if engine.positions_out is not None:
+            engine.positions_out.close()
+    return engine.summary(time.monotonic() - began)
 
 
-def main() -> None:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.mode != "qas":
+        return await trade(args, None)
+    settings = Settings(host_id=args.host_id)
+    limit = args.memory_limit
+    max_store = None if not limit else max(1 << 20, int(0.5 * (limit - resident_bytes())))
+    keys = load_key_file(args.signing_key_file) if args.signing_key_file else None
+    if args.bootstrap_servers and keys is None:
+        log.warning("decisions are not verified (no --signing-key-file): any client that "
+                    "can write to qas.decisions can change this engine's settings")  # fmt: skip
+    security = BrokerSecurity(
+        args.security_protocol, ssl_cafile=args.ssl_cafile, ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile, sasl_mechanism=args.sasl_mechanism,
+        sasl_username=args.sasl_username, sasl_password=sasl_password(args.sasl_password_file),
+    )  # fmt: skip
+    async with connect(
+        keys=keys,
+        security=security,
+        bootstrap_servers=args.bootstrap_servers, settings=settings, host_id=args.host_id,
+        latency_objective_ms=args.latency_objective_ms, memory_limit_bytes=limit,
+        max_store_bytes=max_store, feedback_interval_seconds=args.feedback_interval,
+    ) as client:  # fmt: skip
+        if args.bootstrap_servers:
+            await asyncio.sleep(args.warmup)  # let the group join before the first decision
+        summary = await trade(args, client)
+        if args.linger:
+            await asyncio.sleep(args.linger)
+        summary["feedback_reports"] = len(client.reports)
+        summary["refused"] = dict(client.follower.adopter.refused)
+        summary["refused_unverified"] = client.follower.adopter.refused.get("unverified", 0)
+        return summary
+
+
+def parse_bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(float(t))
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds to trade (default 30)")
-    p.add_argument("--rate", type=float, default=50.0, help="ticks per second (default 50)")
+    p.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="Kafka; default: the embedded bus with QAS in-process",
+    )
+    p.add_argument("--mode", choices=("qas", "float64", "float16-naive"), default="qas")
+    p.add_argument(
+        "--csv", type=Path, default=SAMPLE, help="price CSV (default: the shipped S&P 500 sample)"
+    )
+    p.add_argument("--symbols", type=int, default=20, help="universe size (default 20)")
+    p.add_argument("--seed", type=int, default=7, help="bootstrap seed (default 7)")
+    p.add_argument(
+        "--block", type=int, default=20, help="bootstrap block length in bars (default 20)"
+    )
+    p.add_argument("--ticks", type=int, help="stop after this many bars")
+    p.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default 30 without --ticks)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="bars per second; 0: as fast as it computes"
+    )
+    p.add_argument(
+        "--batch", type=int, default=4096, help="items per batch without QAS (default 4096)"
+    )
+    p.add_argument(
+        "--latency-objective-ms", type=float, default=25.0, help="p99 batch latency objective"
+    )
+    p.add_argument(
+        "--memory-limit",
+        type=parse_bytes,
+        help="the limit the engine runs under (bytes, or 512M, 2G)",
+    )
+    p.add_argument(
+        "--corr-window", type=int, default=60, help="correlation window in bars (default 60)"
+    )
+    p.add_argument(
+        "--bar-seconds",
+        type=float,
+        default=60.0,
+        help="trading time one bar stands for (default 60)",
+    )
+    p.add_argument(
+        "--feedback-interval", type=float, default=1.0, help="seconds between reports (default 1)"
+    )
+    p.add_argument(
+        "--status-seconds", type=float, default=2.0, help="seconds between status lines (default 2)"
+    )
+    p.add_argument(
+        "--positions-out", type=Path, help="write each bar's positions (int8, symbols per bar)"
+    )
     p.add_argument("--host-id", default=socket.gethostname(), help="must match QAS's --host-id")
+    p.add_argument(
+        "--warmup", type=float, default=1.0, help="Kafka: seconds before trading (default 1)"
+    )
+    p.add_argument(
+        "--linger", type=float, default=0.0, help="seconds to keep following after trading"
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     env = os.environ.get
-    p.add_argument("--signing-key-file", type=Path, default=env("QAS_SIGNING_KEY_FILE"),
+    p.add_argument("--signing-key-file", type=Path, default=env("QAS_SIGNING_KEY_FILE") or None,
                    help="the decider's key file: adopt only decisions it signed")  # fmt: skip
     p.add_argument("--security-protocol", choices=PROTOCOLS,
                    default=env("QAS_SECURITY_PROTOCOL", "PLAINTEXT"))  # fmt: skip
@@ -162,19 +441,27 @@ def main() -> None:
                        default=env(f"QAS_{name.upper().replace('-', '_')}"))  # fmt: skip
     p.add_argument("--sasl-mechanism", choices=MECHANISMS, default=env("QAS_SASL_MECHANISM"))
     p.add_argument("--sasl-username", default=env("QAS_SASL_USERNAME"))
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    keys = load_key_file(args.signing_key_file) if args.signing_key_file else None
-    security = BrokerSecurity(
-        args.security_protocol, ssl_cafile=args.ssl_cafile, ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile, sasl_mechanism=args.sasl_mechanism,
-        sasl_username=args.sasl_username, sasl_password=sasl_password(args.sasl_password_file),
-    ).client_kwargs()  # fmt: skip
-    engine = asyncio.run(run(args.bootstrap_servers, args.duration, args.rate, args.host_id,
-                             keys, security))  # fmt: skip
-    print(f"adopted {len(engine.adopted)} configurations; final batch {engine.batch_size}, "
-          f"precision {engine.precision}; refused {engine.refused} unverified")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.ticks is None and args.duration is None:
+        args.duration = 30.0
+    logging.getLogger("qas.pool").setLevel(logging.ERROR)  # counted in the summary instead
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        summary = asyncio.run(run(args))
+        emit(args, summary,
+             f"{args.mode}: {summary['ticks']} bars x {args.symbols} symbols in {summary['wall_seconds']:.1f} s, "
+             f"p99 batch {summary['p99_batch_ms']:.1f} ms (objective {args.latency_objective_ms:g} ms), "
+             f"peak RSS {summary['peak_rss_bytes'] / 2**20:.0f} MiB, PnL {summary['pnl_bp']:+.1f} bp\n"
+             f"adopted {summary['adopted']} configurations; "
+             f"refused {summary.get('refused_unverified', 0)} unverified")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

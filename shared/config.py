@@ -86,6 +86,19 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     # on the hardware (thermal safety) when no engine publishes market signals.
     missing_input_confidence: Ratio = 0.9
     max_jitter_seconds: Annotated[float, Meta(ge=0.0)] = 2.0
+    # Engine feedback: target tracking on the engine's latency objective and memory limit
+    # (shared/feedback.py). Ignored until an engine reports on qas.feedback.
+    latency_target_share: Ratio = 0.9  # aim p99 at 90 % of the objective
+    latency_headroom_share: Ratio = 0.8  # p99 below 80 % of the objective: the cap may rise
+    max_feedback_cut: Ratio = 0.5  # one report lowers the factor cap to no less than half
+    max_feedback_rise: Annotated[float, Meta(ge=1.0)] = 1.25  # and raises it by at most 25 %
+    # latency cuts bring the factor (workers, budget) down to this at most; the batch cap tracks
+    latency_factor_floor: Ratio = 0.5
+    memory_high_share: Ratio = 0.85  # resident memory above this share of the limit: cut
+    memory_target_share: Ratio = 0.75  # the cut aims here
+    memory_low_share: Ratio = 0.6  # below this share the memory caps are lifted a step
+    memory_min_budget_share: Ratio = 0.05  # memory cuts keep at least this share of the limit
+    feedback_expiry_seconds: Positive = 30.0  # an older report no longer counts
 
 
 class ApplierConstants(Struct, frozen=True, kw_only=True):

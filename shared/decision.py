@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import msgspec
 
+from shared import feedback
 from shared.config import DecisionConstants
 from shared.messages import DecisionInputs, PriorState, ScalingDecision, Trigger
 from shared.precision import TIER_NAMES, choose_precision
@@ -92,6 +93,18 @@ def plan(inp: DecisionInputs, c: DecisionConstants) -> Plan:
         precision_bits=bits,
         limited_by=limited_by if raw > cap else "inputs",
     )
+
+
+def _capped(p: Plan, fb: feedback.FeedbackStep) -> Plan:
+    """The plan under the engine's caps: each only lowers, so the other caps still win."""
+    factor, bits, limited_by = p.scaling_factor, p.precision_bits, p.limited_by
+    if fb.factor_cap is not None and fb.factor_cap < factor:
+        factor, limited_by = fb.factor_cap, "engine latency"
+    if fb.bits_cap is not None and fb.bits_cap < bits:
+        bits = fb.bits_cap
+    if (factor, bits) == (p.scaling_factor, p.precision_bits):
+        return p
+    return Plan(scaling_factor=factor, precision_bits=bits, limited_by=limited_by)
 
 
 def freshness(age: float | None, c: DecisionConstants) -> float:
@@ -199,12 +212,21 @@ def decide(
     check_inputs(inp.market_entropy, inp.thermal_state, inp.profit_potential)
     acted, prior_now = smooth(inp, prior, now, c) if stabilize else (inp, prior)
     p = plan(acted, c)
+    fb = feedback.track(
+        inp.feedback, inp.feedback_age_seconds, prior,
+        planned_factor=p.scaling_factor, planned_bits=p.precision_bits,
+        top_bits=inp.top_precision_bits, c=c,
+    )  # fmt: skip
+    if fb is not None:
+        p = _capped(p, fb)
     thermal = 1.0 if inp.thermal_throttling else inp.thermal_state
     urgent = inp.hardware_changed or (
         thermal >= c.hot_threshold
         and prior.scaling_factor is not None
         and p.scaling_factor < prior.scaling_factor
     )
+    if fb is not None and fb.urgent:
+        urgent = True
     step = stabilise(
         p.scaling_factor,
         p.precision_bits,
@@ -214,6 +236,8 @@ def decide(
         stabilize=stabilize,
         c=c,
     )
+    if step.publish is False and fb is not None and fb.changed:
+        step = msgspec.structs.replace(step, publish=True)  # a new cap is news to the engine
     if step.publish is False:
         return None, step.state
 
@@ -241,6 +265,26 @@ def decide(
     triggers, reasons = _explain(acted, p, factor, bits, c)
     if inp.market_note:
         reasons = [*reasons, inp.market_note]
+    state_caps: dict[str, object] = {}
+    if fb is not None:
+        batch_cap = fb.batch_cap
+        if batch_cap is not None and batch_cap < batch:
+            batch = batch_cap
+        elif batch_cap is not None and fb.latency_note is not None and not fb.latency_missed:
+            batch_cap = None  # risen back to the planned batch: lifted
+        budget_cap = fb.budget_cap
+        if budget_cap is not None and budget_cap < budget:
+            budget = budget_cap
+        elif budget_cap is not None and fb.memory_note is None:
+            budget_cap = None  # risen back above the planned budget: lifted
+        reasons += feedback.reasons(fb, inp.feedback, factor=factor, batch=batch, workers=workers)
+        state_caps = {
+            "feedback_at": fb.feedback_at,
+            "engine_factor_cap": fb.factor_cap,
+            "engine_batch_cap": batch_cap,
+            "engine_budget_cap": budget_cap,
+            "engine_bits_cap": fb.bits_cap,
+        }
     fp = inp.fingerprint or ""
     phase = (_phase(fp) + inp.harmonic_coherence * TWO_PI) % TWO_PI
     # Spread a fleet's *changes*; the first decision and urgent ones go out at once.
@@ -273,7 +317,12 @@ def decide(
         prior=prior,
     )
     new_state = msgspec.structs.replace(
-        step.state, sequence=seq, scaling_factor=factor, precision_bits=bits, decided_at=now
+        step.state,
+        sequence=seq,
+        scaling_factor=factor,
+        precision_bits=bits,
+        decided_at=now,
+        **state_caps,
     )
     return decision, new_state
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from shared.messages import (
     DecisionInputs,
     Envelope,
+    FeedbackReport,
     HardwareSnapshot,
     MarketEntropy,
     PriorState,
@@ -26,10 +27,15 @@ class HostState:
     profit: ProfitPotential | None = None
     prior: PriorState = field(default_factory=PriorState)
     pending_change: bool = False  # a collapse not yet turned into a decision
+    feedback: FeedbackReport | None = None  # the engine's latest report (qas.feedback)
 
     def observe_hardware(self, snap: HardwareSnapshot) -> None:
         known = self.hardware.fingerprint if self.hardware is not None else None
         if snap.changed or (known is not None and known != snap.fingerprint):
+            self.pending_change = True
+        elif known is None and self.prior.sequence > 0:
+            # Decisions already went out without hardware (SUPERPOSITION, low confidence): the
+            # first snapshot collapses them, or the stabiliser would hold the unconfident one.
             self.pending_change = True
         self.hardware = snap
 
@@ -62,4 +68,6 @@ class HostState:
             top_precision_bits=80 if (top_bits or platform_top_bits()) == 80 else 64,
             market_confidence=1.0 if self.entropy is None else self.entropy.confidence,
             market_note="" if self.entropy is None else self.entropy.note,
+            feedback=self.feedback,
+            feedback_age_seconds=age(self.feedback),
         )

@@ -201,6 +201,35 @@ class PriceTick(Envelope, frozen=True, kw_only=True):
     volume: NonNeg | None = None
 
 
+# --- engine feedback (qas.feedback) --------------------------------------------------------
+
+
+class FeedbackReport(Envelope, frozen=True, kw_only=True):
+    """What the engine measured over one interval: the decider's target-tracking input.
+
+    Latencies are per batch, in milliseconds, against the engine's own objective; memory is the
+    engine process's resident set against the limit it runs under (None: unlimited).
+    """
+
+    interval_seconds: NonNeg
+    decision_id: str | None = None  # the decision in force during the interval
+    scaling_factor: NonNeg | None = None  # its factor (target tracking acts on the cap it ran at)
+    batches: Count = 0
+    batch_size: Annotated[int, Meta(ge=1)] = 1  # items per batch during the interval
+    precision_bits: Count | None = None
+    latency_p50_ms: NonNeg
+    latency_p99_ms: NonNeg
+    latency_objective_ms: Annotated[float, Meta(gt=0.0, le=FLOAT_MAX)]
+    throughput_per_second: NonNeg = 0.0  # items computed per second
+    resident_memory_bytes: Bytes
+    memory_limit_bytes: Bytes | None = None
+    queue_depth: Count = 0
+    dropped_ticks: Count = 0
+    late_ticks: Count = 0
+    store_bytes: Bytes = 0  # the engine-side tiered store
+    store_error_bound: NonNeg = 0.0  # its largest relative error bound
+
+
 # --- decisions (qas.decisions) ------------------------------------------------------------
 
 
@@ -225,6 +254,8 @@ class DecisionInputs(Struct, frozen=True, kw_only=True):
     top_precision_bits: Literal[64, 80] = 80  # 80 where numpy.longdouble is x87 extended
     market_confidence: Unit = 1.0  # the entropy estimate's own confidence (warm-up)
     market_note: str = ""  # why it is below 1
+    feedback: FeedbackReport | None = None  # the engine's latest report (None: none fresh)
+    feedback_age_seconds: NonNeg | None = None
 
 
 class PriorState(Struct, frozen=True, kw_only=True):
@@ -242,6 +273,12 @@ class PriorState(Struct, frozen=True, kw_only=True):
     smoothed_entropy: Unit | None = None
     smoothed_profit: Unit | None = None
     smoothed_at: Finite | None = None
+    # Engine feedback (shared/feedback.py): caps from target tracking, None = no cap.
+    feedback_at: Finite | None = None  # event time of the last report folded in
+    engine_factor_cap: NonNeg | None = None
+    engine_batch_cap: Annotated[int, Meta(ge=1)] | None = None
+    engine_budget_cap: Bytes | None = None
+    engine_bits_cap: Count | None = None
 
 
 class ScalingDecision(Envelope, frozen=True, kw_only=True):

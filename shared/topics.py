@@ -14,6 +14,7 @@ from msgspec import Struct
 from shared.messages import (
     ApplyResult,
     DeadLetter,
+    FeedbackReport,
     HardwareSnapshot,
     MarketEntropy,
     PriceTick,
@@ -54,6 +55,9 @@ TABLE: tuple[TopicSpec, ...] = (
     TopicSpec("applied", "qas.applied", ApplyResult, False, ("applier",), ("engine",),
               "`applied`, `skipped`, `failed` or `rejected` (failed verification), with the reason "
               "and the engine config"),
+    TopicSpec("feedback", "qas.feedback", FeedbackReport, False, ("engine",), ("decider",),
+              "engine batch latency p50/p99 against its objective, throughput, resident memory "
+              "against its limit, queue depth, dropped and late ticks"),
     TopicSpec("dlq", "qas.dlq", DeadLetter, False, ("observer", "decider", "applier"), (),
               "rejected messages, original bytes base64-encoded, with the reason"),
 )  # fmt: skip
@@ -75,6 +79,7 @@ class Topics(Struct, frozen=True, kw_only=True):
     ticks: str = _d("ticks")
     decisions: str = _d("decisions")
     applied: str = _d("applied")
+    feedback: str = _d("feedback")
     dlq: str = _d("dlq")
 
     def name(self, role: str) -> str:

@@ -8,15 +8,21 @@ the lowest-value, oldest blocks are downgraded one tier at a time to 8 bits; if 
 enough, the oldest low-value blocks are evicted (counted). Only a budget that high-value data
 alone exceeds evicts the oldest high-value block, counted separately and logged.
 
-One writer, many readers: the writer holds a lock; buffers are immutable tuples of immutable
-blocks replaced whole, so a reader takes a reference and decodes without any lock.
+One writer, many readers: the writer holds a lock; blocks are immutable, and a reader copies a
+buffer's block references under the lock and decodes them without it.
+
+Cost does not grow with what is held: running totals give the bytes per tier at once, heaps
+order the blocks to downgrade (lowest value, oldest) and the error bound, ordered maps the
+blocks to evict (oldest) and the blocks held at each tier. A decision that changes neither tier
+nor budget costs O(1); one that does costs O(log n) per block it touches.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
-from collections.abc import Iterable
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,17 +76,32 @@ class TieredPool:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._buffers: dict[str, tuple[Block, ...]] = {}
+        self._buffers: dict[str, dict[int, Block]] = {}  # name -> seq -> block, oldest first
+        self._where: dict[int, str] = {}  # seq -> buffer name
         self._seq = 0
         self._reserve: np.ndarray | None = None
+        self._bytes = 0
+        self._by_tier_bytes: dict[int, int] = {}
+        # Ordinary (not high-value) blocks per tier, oldest first: a lower tier touches only
+        # the tiers above it; the oldest of all is the first eviction candidate.
+        self._ordinary: dict[int, OrderedDict[int, None]] = {}
+        self._high: OrderedDict[int, None] = OrderedDict()
+        # Lazy heaps: an entry is stale once its block is gone or re-encoded (bits differ).
+        self._lowerable: list[tuple[float, int, int]] = []  # (value, seq, bits)
+        self._errors: list[tuple[float, int, int]] = []  # (-rel_error, seq, bits)
 
-    # --- reading (no lock) ----------------------------------------------------------------
+    # --- reading ------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        return sorted(self._buffers)
+        with self._lock:
+            return sorted(self._buffers)
+
+    def blocks(self, name: str) -> tuple[Block, ...]:
+        with self._lock:
+            return tuple(self._buffers.get(name, {}).values())
 
     def read(self, name: str) -> Snapshot:
-        blocks = self._buffers.get(name, ())
+        blocks = self.blocks(name)
         if not blocks:
             return Snapshot(np.empty(0), 0.0, 0.0, ())
         values = np.concatenate([decode(b.enc) for b in blocks])
@@ -91,33 +112,28 @@ class TieredPool:
             tuple(b.enc.bits for b in blocks),
         )
 
-    def blocks(self, name: str) -> tuple[Block, ...]:
-        return self._buffers.get(name, ())
-
     @property
     def reserved_bytes(self) -> int:
         reserve = self._reserve
         return 0 if reserve is None else int(reserve.nbytes)
 
     def nbytes(self) -> int:
-        return (
-            sum(b.enc.nbytes for bs in list(self._buffers.values()) for b in bs)
-            + self.reserved_bytes
-        )
+        return self._bytes + self.reserved_bytes
 
     def bytes_by_tier(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for bs in list(self._buffers.values()):
-            for b in bs:
-                out[b.enc.bits] = out.get(b.enc.bits, 0) + b.enc.nbytes
-        return out
+        return {bits: n for bits, n in self._by_tier_bytes.items() if n}
 
     def error_bound(self) -> float:
-        return max(
-            (b.enc.rel_error for bs in list(self._buffers.values()) for b in bs), default=0.0
-        )
+        with self._lock:
+            return self._error_bound()
 
-    # --- writing (one writer at a time) ---------------------------------------------------
+    def _error_bound(self) -> float:
+        heap = self._errors
+        while heap and not self._current(heap[0][1], heap[0][2]):
+            heapq.heappop(heap)
+        return -heap[0][0] if heap else 0.0
+
+    # --- writing (one writer at a time) -------------------------------------------------------
 
     def write(self, name: str, values: npt.ArrayLike, *, value: float, now: float) -> bool:
         """Append a block. False (and counted) when it cannot fit even after making room."""
@@ -126,13 +142,11 @@ class TieredPool:
         with self._lock:
             self._seq += 1
             block = Block(self._seq, now, float(value), high, enc)
-            self._buffers[name] = (*self._buffers.get(name, ()), block)
+            self._add(name, block)
             report = PoolReport(0, 0, 0.0)
             self._enforce(report, protect=block)
             if report.rejected:
-                self._buffers[name] = tuple(b for b in self._buffers[name] if b is not block)
-                if not self._buffers[name]:
-                    del self._buffers[name]
+                self._remove(block.seq)
                 self.rejected_writes += 1
                 return False
             return True
@@ -149,18 +163,71 @@ class TieredPool:
             if reserve is not None:
                 self._set_reserve(reserve)
             report = PoolReport(before, before, 0.0)
-            rank: dict[int, int] = {b: i for i, b in enumerate(ladder(self.top_bits))}
-            for name, blocks in list(self._buffers.items()):
-                new = tuple(
-                    b if b.high_value or rank.get(b.enc.bits, 0) <= rank.get(bits, 0)
-                    else self._downgrade(b, bits, report)
-                    for b in blocks
-                )  # fmt: skip
-                self._buffers[name] = new
+            for held in [t for t in self._ordinary if t > bits]:
+                for seq in list(self._ordinary[held]):
+                    self._downgrade(seq, bits, report)
             self._enforce(report)
             report.bytes_after = self.nbytes()
-            report.error_bound = self.error_bound()
+            report.error_bound = self._error_bound()
             return report
+
+    # --- bookkeeping (under the lock) ---------------------------------------------------------
+
+    def _current(self, seq: int, bits: int) -> Block | None:
+        name = self._where.get(seq)
+        block = None if name is None else self._buffers[name].get(seq)
+        return block if block is not None and block.enc.bits == bits else None
+
+    def _index(self, b: Block, sign: int) -> None:
+        bits, size = b.enc.bits, b.enc.nbytes
+        self._bytes += sign * size
+        self._by_tier_bytes[bits] = self._by_tier_bytes.get(bits, 0) + sign * size
+        if sign > 0:
+            heapq.heappush(self._errors, (-b.enc.rel_error, b.seq, bits))
+            if b.high_value:
+                self._high[b.seq] = None
+            else:
+                self._ordinary.setdefault(bits, OrderedDict())[b.seq] = None
+                if bits > 8:
+                    heapq.heappush(self._lowerable, (b.value, b.seq, bits))
+        elif b.high_value:
+            self._high.pop(b.seq, None)
+        else:
+            self._ordinary[bits].pop(b.seq, None)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the live blocks."""
+        live = len(self._where)
+        for attr in ("_lowerable", "_errors"):
+            heap: list[tuple[float, int, int]] = getattr(self, attr)
+            if len(heap) > 2 * live + 64:
+                fresh = [e for e in heap if self._current(e[1], e[2]) is not None]
+                heapq.heapify(fresh)
+                setattr(self, attr, fresh)
+
+    def _add(self, name: str, b: Block) -> None:
+        self._buffers.setdefault(name, {})[b.seq] = b
+        self._where[b.seq] = name
+        self._index(b, +1)
+
+    def _remove(self, seq: int) -> None:
+        name = self._where.pop(seq)
+        buf = self._buffers[name]
+        b = buf.pop(seq)
+        if not buf:
+            del self._buffers[name]
+        self._index(b, -1)
+
+    def _downgrade(self, seq: int, bits: int, report: PoolReport) -> None:
+        name = self._where[seq]
+        b = self._buffers[name][seq]
+        self._index(b, -1)
+        new = Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
+        self._buffers[name][seq] = new  # same key: the buffer keeps its order
+        self._index(new, +1)
+        report.downgraded += 1
+        self.downgraded += 1
 
     def _set_reserve(self, on: bool) -> None:
         if on and self._reserve is None:
@@ -169,53 +236,50 @@ class TieredPool:
         elif not on:
             self._reserve = None
 
-    def _downgrade(self, b: Block, bits: int, report: PoolReport) -> Block:
-        report.downgraded += 1
-        self.downgraded += 1
-        return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
+    def _lowest_lowerable(self) -> Block | None:
+        heap = self._lowerable
+        while heap:
+            _, seq, bits = heap[0]
+            b = self._current(seq, bits)
+            if b is not None:
+                return b
+            heapq.heappop(heap)
+        return None
 
-    def _all(self) -> Iterable[tuple[str, Block]]:
-        return ((name, b) for name, bs in self._buffers.items() for b in bs)
-
-    def _replace(self, name: str, old: Block, new: Block | None) -> None:
-        self._buffers[name] = tuple(
-            x for x in (new if b is old else b for b in self._buffers[name]) if x is not None
-        )
-        if not self._buffers[name]:
-            del self._buffers[name]
+    def _oldest(self, protect: Block | None) -> int | None:
+        """The oldest ordinary block other than ``protect``."""
+        best: int | None = None
+        for held in self._ordinary.values():
+            for seq in held:
+                if protect is None or seq != protect.seq:
+                    best = seq if best is None else min(best, seq)
+                    break
+        return best
 
     def _enforce(self, report: PoolReport, protect: Block | None = None) -> None:
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
-            lowerable = [(b.value, b.seq, name, b) for name, b in self._all()
-                         if not b.high_value and b.enc.bits > 8]  # fmt: skip
-            if lowerable:
-                _, _, name, b = min(lowerable, key=lambda t: (t[0], t[1]))
+            b = self._lowest_lowerable()
+            if b is not None:
                 lower = steps[max(0, steps.index(b.enc.bits) - 1)] if b.enc.bits in steps else 8
-                self._replace(name, b, self._downgrade(b, lower, report))
+                self._downgrade(b.seq, lower, report)
                 continue
             if self._reserve is not None:
                 self._reserve = None  # the reserve is a bet; real data comes first
                 continue
-            low = [
-                (b.seq, name, b) for name, b in self._all() if not b.high_value and b is not protect
-            ]
-            if low:
-                _, name, b = min(low, key=lambda t: t[0])
-                self._replace(name, b, None)
+            seq = self._oldest(protect)
+            if seq is not None:
+                self._remove(seq)
                 report.evicted += 1
                 self.evicted += 1
                 continue
             if protect is not None:  # a new block that cannot fit: refuse it, keep what is stored
                 report.rejected += 1
                 return
-            high = [(b.seq, name, b) for name, b in self._all()]
-            if not high:
+            if not self._high:
                 return
-            _, name, b = min(high, key=lambda t: t[0])
-            log.warning(
-                "budget below the high-value data alone: evicting high-value block %d", b.seq
-            )
-            self._replace(name, b, None)
+            seq = next(iter(self._high))
+            log.warning("budget below the high-value data alone: evicting high-value block %d", seq)
+            self._remove(seq)
             report.evicted_high_value += 1
             self.evicted_high_value += 1

@@ -21,6 +21,7 @@ from shared.decision import decide
 from shared.hoststate import HostState
 from shared.market import StreamingEstimator
 from shared.messages import (
+    FeedbackReport,
     HardwareSnapshot,
     MarketEntropy,
     PriceTick,
@@ -155,6 +156,17 @@ class DeciderService(ConsumingService):
                                            source="heuristic:trend")  # fmt: skip
         await self._evaluate(tick.host_id)
 
+    async def on_feedback(self, report: FeedbackReport) -> None:
+        """Engine feedback (qas.feedback): the newest report per host, folded in as target
+        tracking by the pure core (shared/feedback.py); it triggers a decision."""
+        state = self._host(report.host_id)
+        if state.feedback is not None and report.event_time <= state.feedback.event_time:
+            self.stats["feedback_stale"] += 1
+            return
+        self._event_time = max(self._event_time, report.event_time)
+        state.feedback = report
+        await self._evaluate(report.host_id)
+
     def handlers(self) -> Mapping[str, Handler]:
         return {
             "hardware": self.on_hardware,
@@ -162,4 +174,5 @@ class DeciderService(ConsumingService):
             "entropy": self.on_entropy,
             "profit": self.on_profit,
             "ticks": self.on_tick,
+            "feedback": self.on_feedback,
         }

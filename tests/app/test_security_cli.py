@@ -116,10 +116,10 @@ def test_insecure_unsigned_warns_once_and_publishes_unsigned(broker: TansuBroker
 def test_the_engine_adopts_only_verified_decisions_when_given_the_key_file(tmp_path: Path) -> None:
     import msgspec
 
-    from examples.trading_engine import Engine
+    from core.engine import Adopter, signed_by
     from shared.config import DecisionConstants
     from shared.decision import decide
-    from shared.messages import PriorState, encode
+    from shared.messages import PriorState
     from shared.signing import SigningKey, parse_key_file, sign
     from tests.support.factories import inputs_for, reference_host
 
@@ -128,13 +128,14 @@ def test_the_engine_adopts_only_verified_decisions_when_given_the_key_file(tmp_p
                   now=time.time(), c=DecisionConstants())  # fmt: skip
     assert d is not None and d.confidence > 0.7
     signed = sign(d, ring.signer)
-    verified, trusting = Engine("x:1", "desk", ring), Engine("x:1", "desk")
+    # the example engine's gate (core/engine: the client library's Adopter with the key ring)
+    verified, trusting = Adopter("desk", verify=signed_by(ring)), Adopter("desk")
     forged = msgspec.structs.replace(signed, batch_size=1)
     wrong = sign(d, SigningKey("k1", b"\x07" * 32))
-    assert verified.accept(encode(signed)) is not None
-    assert [verified.accept(encode(x)) for x in (forged, wrong, d)] == [None, None, None]
-    assert verified.refused == 3
-    assert trusting.accept(encode(forged)) is not None  # unverified: takes what the bus says
+    assert verified.check(signed) is None
+    assert [verified.consider(x) for x in (forged, wrong, d)] == [None, None, None]
+    assert verified.refused == {"unverified": 3}
+    assert trusting.check(forged) is None  # unverified: takes what the bus says
 
 
 @pytest.mark.kafka

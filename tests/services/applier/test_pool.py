@@ -122,3 +122,27 @@ def test_many_readers_one_writer() -> None:
     for th in threads:
         th.join()
     assert not errors and pool.nbytes() <= pool.budget_bytes
+
+
+def test_a_decision_touches_only_the_blocks_it_changes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import services.applier.pool as pool_module
+
+    calls: list[int] = []
+    real = pool_module.reencode
+    monkeypatch.setattr(pool_module, "reencode", lambda enc, bits: calls.append(bits) or real(enc, bits))
+    pool = TieredPool(budget_bytes=10**9, tier=64)
+    for i in range(200):
+        pool.write(f"s{i % 7}", PRICES[:256], value=0.9 if i % 10 == 0 else 0.5, now=i)
+    by_tier = pool.bytes_by_tier()
+    assert pool.apply(64, 10**9).downgraded == 0 and calls == []  # nothing changed: nothing read
+    assert pool.bytes_by_tier() == by_tier
+    report = pool.apply(16, 10**9)
+    assert report.downgraded == len(calls) == 180  # the ordinary blocks only, each once
+    assert pool.apply(16, 10**9).downgraded == 0 and len(calls) == 180
+    totals = pool.bytes_by_tier()
+    recount: dict[int, int] = {}
+    for name in pool.names():
+        for b in pool.blocks(name):
+            recount[b.enc.bits] = recount.get(b.enc.bits, 0) + b.enc.nbytes
+    assert totals == recount and pool.nbytes() == sum(recount.values())
+    assert pool.error_bound() == max(b.enc.rel_error for n in pool.names() for b in pool.blocks(n))

@@ -1,0 +1,136 @@
+"""The engine-side tiered store: the engine's own arrays, held at the decided precision tier.
+
+It is the applier's precision-tiered pool (``services.applier.pool.TieredPool``, enacted through
+the same ``PoolEnactor``), owned by the engine process: one implementation. The engine appends its
+series in chunks (a pending float64 tail per series is flushed to the pool every ``chunk``
+values, so blocks are large enough for the block codecs; a block the pool refuses stays pending
+and is retried, so the newest data is never the data lost), tags each chunk with its value (the
+profit potential of its window: at or above 0.8 it is kept at the top tier and never
+downgraded), and reads back float64. A decision re-encodes everything else to its tier within
+``min(decided budget, max_budget_bytes)``; ``nbytes`` and ``error_bound`` are what the engine
+publishes in its feedback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from services.applier.actuators import PoolEnactor
+from services.applier.pool import TieredPool
+from shared.codecs import decode
+from shared.messages import ActuatorResult, ScalingDecision
+
+F64 = npt.NDArray[np.float64]
+
+
+class EngineStore:
+    def __init__(
+        self,
+        budget_bytes: int,
+        *,
+        max_budget_bytes: int | None = None,
+        tier: int = 16,
+        chunk: int = 256,
+        high_value_threshold: float = 0.8,
+        clock: Callable[[], float] = time.time,
+        retry_writes: int = 4,
+    ) -> None:
+        self.pool = TieredPool(
+            budget_bytes=budget_bytes, high_value_threshold=high_value_threshold, tier=tier
+        )
+        self.enactor = PoolEnactor(self.pool, name="engine_store")
+        self.max_budget_bytes = max_budget_bytes
+        self.chunk = chunk
+        self.clock = clock
+        self._pending: dict[str, list[F64]] = {}
+        self._pending_value: dict[str, float] = {}
+        self.retry_writes = retry_writes
+        self.rejected = 0  # writes the pool refused (kept pending and retried)
+        self.dropped_values = 0  # values dropped after ``retry_writes`` refused writes
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def append(self, name: str, values: npt.ArrayLike, *, value: float = 0.0) -> bool:
+        """Add values to a series; ``value`` is how much this window matters (0..1).
+
+        False when the pool refused a block (its budget is below its high-value data alone):
+        the values then stay pending, exact, and are retried with the next flush; at most
+        ``retry_writes`` refused writes are kept, the oldest dropped first (counted).
+        """
+        pending = self._pending.setdefault(name, [])
+        pending.append(np.asarray(values, dtype=np.float64).ravel())
+        self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
+        if sum(len(p) for p in pending) >= self.chunk:
+            return self.flush(name)
+        return True
+
+    def flush(self, name: str | None = None) -> bool:
+        ok = True
+        for key in [name] if name is not None else list(self._pending):
+            pending = self._pending.get(key)
+            if not pending:
+                continue
+            values = np.concatenate(pending)
+            if self.pool.write(
+                key, values, value=self._pending_value.get(key, 0.0), now=self.clock()
+            ):
+                self._pending[key] = []
+                self._pending_value[key] = 0.0
+                continue
+            ok = False
+            self.rejected += 1
+            while len(pending) > self.retry_writes:
+                self.dropped_values += len(pending.pop(0))
+        return ok
+
+    def enact(self, d: ScalingDecision) -> ActuatorResult:
+        """Enact a decision: its tier, and its budget bounded by ``max_budget_bytes``."""
+        if self.max_budget_bytes is not None and d.memory_budget_bytes > self.max_budget_bytes:
+            d = msgspec.structs.replace(d, memory_budget_bytes=self.max_budget_bytes)
+        return self.enactor.enact(d)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def tail(self, name: str, n: int) -> F64:
+        """The last ``n`` values of a series as float64 (decoding only the blocks needed)."""
+        pending = np.concatenate(self._pending.get(name) or [np.empty(0)])
+        need = n - len(pending)
+        parts: list[F64] = []
+        if need > 0:
+            got = 0
+            for block in reversed(self.pool.blocks(name)):
+                values = decode(block.enc)
+                parts.append(values)
+                got += len(values)
+                if got >= need:
+                    break
+            parts.reverse()
+        parts.append(pending)
+        out = np.concatenate(parts)
+        return out[-n:] if n > 0 else out[:0]
+
+    def read(self, name: str) -> F64:
+        """The whole series as float64."""
+        stored = self.pool.read(name).values
+        return np.concatenate([stored, *self._pending.get(name, [])])
+
+    @property
+    def tier(self) -> int:
+        return self.pool.tier
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.pool.budget_bytes
+
+    def nbytes(self) -> int:
+        """Bytes held: the pool's encoded blocks plus the float64 pending tails."""
+        return self.pool.nbytes() + sum(a.nbytes for p in self._pending.values() for a in p)
+
+    def error_bound(self) -> float:
+        """The largest relative error bound of any stored value (pending tails are exact)."""
+        return self.pool.error_bound()

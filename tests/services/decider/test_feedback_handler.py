@@ -1,0 +1,33 @@
+"""DeciderService.on_feedback: the newest report per host triggers a decision that tracks it."""
+
+from __future__ import annotations
+
+from services.bus.memory import MemoryBus
+from shared.messages import FeedbackReport, ScalingDecision, encode
+from tests.services.decider.test_service import TOPICS, read, running, send
+from tests.support.factories import reference_host, sensors, snapshot
+
+
+def report(t: float, p99: float, batch: int) -> FeedbackReport:
+    return FeedbackReport(event_time=t, host_id="h1", interval_seconds=1.0, latency_p50_ms=p99 / 2,
+                          latency_p99_ms=p99, latency_objective_ms=25.0,
+                          resident_memory_bytes=1 << 30, batch_size=batch)  # fmt: skip
+
+
+async def test_feedback_is_folded_in_and_an_older_report_is_ignored() -> None:
+    bus, now = MemoryBus(), [1000.0]
+    async with running(bus, now) as svc:
+        await send(bus, svc, TOPICS.hardware, encode(snapshot(reference_host())))
+        await send(bus, svc, TOPICS.sensors, encode(sensors()))
+        n = svc.stats["decisions"]
+        first = (await read(bus, TOPICS.decisions, ScalingDecision, n))[-1][1]
+        now[0] = 1001.0
+        await send(bus, svc, TOPICS.feedback, encode(report(1000.5, 50.0, first.batch_size)))
+        await send(bus, svc, TOPICS.feedback, encode(report(1000.2, 10.0, first.batch_size)))
+        assert svc.stats["decisions"] == n + 1  # the new report decided once, the older nothing
+        decisions = [d for _, d in await read(bus, TOPICS.decisions, ScalingDecision, n + 1)]
+        assert svc.stats["feedback_stale"] == 1
+        fed = decisions[-1]
+        assert fed.batch_size == first.batch_size // 2  # 0.9 * 25 / 50 < 0.5: the bounded cut
+        assert fed.inputs.feedback == report(1000.5, 50.0, first.batch_size)
+        assert any("Engine p99 50.0 ms above its 25 ms objective" in r for r in fed.reasons)

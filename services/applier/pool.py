@@ -8,15 +8,21 @@ the lowest-value, oldest blocks are downgraded one tier at a time to 8 bits; if 
 enough, the oldest low-value blocks are evicted (counted). Only a budget that high-value data
 alone exceeds evicts the oldest high-value block, counted separately and logged.
 
-One writer, many readers: the writer holds a lock; buffers are immutable tuples of immutable
-blocks replaced whole, so a reader takes a reference and decodes without any lock.
+One writer, many readers: the writer holds a lock; blocks are immutable and a buffer's blocks are
+snapshotted by a reader in one call, so a reader decodes without any lock.
+
+Costs do not grow with what is held: bytes per tier are running totals, the next block to
+downgrade comes off a heap ordered by (value, age), the next to evict off an age-ordered index,
+and the error bound off a heap of per-block bounds (stale heap entries are skipped and compacted).
+A decision that changes neither tier nor budget costs O(1); one that does, O(blocks it touches).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
-from collections.abc import Iterable
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,9 +76,21 @@ class TieredPool:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._buffers: dict[str, tuple[Block, ...]] = {}
+        # name -> {seq: Block}, in write order. A reader snapshots one with tuple(d.values()),
+        # a single C call under the GIL; the writer only sets or deletes single keys.
+        self._buffers: dict[str, dict[int, Block]] = {}
         self._seq = 0
         self._reserve: np.ndarray | None = None
+        # Running totals and priority structures: a decision that changes neither tier nor
+        # budget costs O(1); one that does costs O(blocks it touches) (each O(log n)).
+        self._where: dict[int, str] = {}  # seq -> buffer name
+        self._data_bytes = 0
+        self._tier_bytes: dict[int, int] = {}
+        self._low: OrderedDict[int, None] = OrderedDict()  # low-value seqs, oldest first
+        self._high: OrderedDict[int, None] = OrderedDict()  # high-value seqs, oldest first
+        self._by_bits: dict[int, dict[int, None]] = {}  # low-value seqs by their tier
+        self._lowerable: list[tuple[float, int, int]] = []  # heap (value, seq, bits), lazy
+        self._errors: list[tuple[float, int, int]] = []  # heap (-rel_error, seq, bits), lazy
 
     # --- reading (no lock) ----------------------------------------------------------------
 
@@ -80,7 +98,7 @@ class TieredPool:
         return sorted(self._buffers)
 
     def read(self, name: str) -> Snapshot:
-        blocks = self._buffers.get(name, ())
+        blocks = self.blocks(name)
         if not blocks:
             return Snapshot(np.empty(0), 0.0, 0.0, ())
         values = np.concatenate([decode(b.enc) for b in blocks])
@@ -92,7 +110,12 @@ class TieredPool:
         )
 
     def blocks(self, name: str) -> tuple[Block, ...]:
-        return self._buffers.get(name, ())
+        buf = self._buffers.get(name)
+        return () if buf is None else tuple(buf.values())
+
+    def __len__(self) -> int:
+        """How many blocks are held."""
+        return len(self._where)
 
     @property
     def reserved_bytes(self) -> int:
@@ -100,22 +123,79 @@ class TieredPool:
         return 0 if reserve is None else int(reserve.nbytes)
 
     def nbytes(self) -> int:
-        return (
-            sum(b.enc.nbytes for bs in list(self._buffers.values()) for b in bs)
-            + self.reserved_bytes
-        )
+        return self._data_bytes + self.reserved_bytes
 
     def bytes_by_tier(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for bs in list(self._buffers.values()):
-            for b in bs:
-                out[b.enc.bits] = out.get(b.enc.bits, 0) + b.enc.nbytes
-        return out
+        return {bits: n for bits, n in list(self._tier_bytes.items()) if n}
 
     def error_bound(self) -> float:
-        return max(
-            (b.enc.rel_error for bs in list(self._buffers.values()) for b in bs), default=0.0
-        )
+        with self._lock:
+            return self._error_bound()
+
+    # --- the index (writer, under the lock) -------------------------------------------------
+
+    def _block(self, seq: int) -> Block | None:
+        name = self._where.get(seq)
+        return None if name is None else self._buffers[name].get(seq)
+
+    def _index(self, name: str, b: Block) -> None:
+        self._buffers.setdefault(name, {})[b.seq] = b
+        self._where[b.seq] = name
+        self._count(b, +1)
+        (self._high if b.high_value else self._low)[b.seq] = None
+
+    def _count(self, b: Block, sign: int) -> None:
+        bits, n = b.enc.bits, b.enc.nbytes
+        self._data_bytes += sign * n
+        self._tier_bytes[bits] = self._tier_bytes.get(bits, 0) + sign * n
+        if not b.high_value:
+            if sign > 0:
+                self._by_bits.setdefault(bits, {})[b.seq] = None
+                if bits > 8:
+                    heapq.heappush(self._lowerable, (b.value, b.seq, bits))
+            else:
+                self._by_bits[bits].pop(b.seq, None)
+        if sign > 0:
+            heapq.heappush(self._errors, (-b.enc.rel_error, b.seq, bits))
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the live ones (amortised O(1))."""
+        live = len(self._where) + 64
+        if len(self._errors) > 2 * live:
+            self._errors = [e for e in self._errors if self._live(e)]
+            heapq.heapify(self._errors)
+        if len(self._lowerable) > 2 * live:
+            self._lowerable = [e for e in self._lowerable if self._live(e)]
+            heapq.heapify(self._lowerable)
+
+    def _live(self, entry: tuple[float, int, int]) -> bool:
+        b = self._block(entry[1])
+        return b is not None and b.enc.bits == entry[2]
+
+    def _swap(self, name: str, old: Block, new: Block) -> None:
+        self._count(old, -1)
+        self._buffers[name][old.seq] = new
+        self._count(new, +1)
+
+    def _drop(self, seq: int) -> Block:
+        name = self._where.pop(seq)
+        buf = self._buffers[name]
+        b = buf.pop(seq)
+        if not buf:
+            del self._buffers[name]
+        self._count(b, -1)
+        (self._high if b.high_value else self._low).pop(seq, None)
+        return b
+
+    def _error_bound(self) -> float:
+        while self._errors:
+            neg, seq, bits = self._errors[0]
+            b = self._block(seq)
+            if b is not None and b.enc.bits == bits:
+                return -neg
+            heapq.heappop(self._errors)
+        return 0.0
 
     # --- writing (one writer at a time) ---------------------------------------------------
 
@@ -126,13 +206,12 @@ class TieredPool:
         with self._lock:
             self._seq += 1
             block = Block(self._seq, now, float(value), high, enc)
-            self._buffers[name] = (*self._buffers.get(name, ()), block)
+            self._index(name, block)
             report = PoolReport(0, 0, 0.0)
-            self._enforce(report, protect=block)
+            self._enforce(report, protect=block.seq)
             if report.rejected:
-                self._buffers[name] = tuple(b for b in self._buffers[name] if b is not block)
-                if not self._buffers[name]:
-                    del self._buffers[name]
+                if block.seq in self._where:
+                    self._drop(block.seq)
                 self.rejected_writes += 1
                 return False
             return True
@@ -150,16 +229,15 @@ class TieredPool:
                 self._set_reserve(reserve)
             report = PoolReport(before, before, 0.0)
             rank: dict[int, int] = {b: i for i, b in enumerate(ladder(self.top_bits))}
-            for name, blocks in list(self._buffers.items()):
-                new = tuple(
-                    b if b.high_value or rank.get(b.enc.bits, 0) <= rank.get(bits, 0)
-                    else self._downgrade(b, bits, report)
-                    for b in blocks
-                )  # fmt: skip
-                self._buffers[name] = new
+            target = rank.get(bits, 0)
+            for held in [b for b in self._by_bits if rank.get(b, 0) > target]:
+                for seq in list(self._by_bits[held]):
+                    b = self._block(seq)
+                    if b is not None:
+                        self._swap(self._where[seq], b, self._downgrade(b, bits, report))
             self._enforce(report)
             report.bytes_after = self.nbytes()
-            report.error_bound = self.error_bound()
+            report.error_bound = self._error_bound()
             return report
 
     def _set_reserve(self, on: bool) -> None:
@@ -174,48 +252,46 @@ class TieredPool:
         self.downgraded += 1
         return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
 
-    def _all(self) -> Iterable[tuple[str, Block]]:
-        return ((name, b) for name, bs in self._buffers.items() for b in bs)
+    def _next_lowerable(self) -> Block | None:
+        """The lowest-value, oldest low-value block above 8 bits."""
+        while self._lowerable:
+            _, seq, bits = self._lowerable[0]
+            b = self._block(seq)
+            if b is not None and b.enc.bits == bits and not b.high_value and bits > 8:
+                return b
+            heapq.heappop(self._lowerable)
+        return None
 
-    def _replace(self, name: str, old: Block, new: Block | None) -> None:
-        self._buffers[name] = tuple(
-            x for x in (new if b is old else b for b in self._buffers[name]) if x is not None
-        )
-        if not self._buffers[name]:
-            del self._buffers[name]
+    def _oldest(self, seqs: OrderedDict[int, None], protect: int | None) -> int | None:
+        for seq in seqs:  # the protected block is the newest: at most one step past the first
+            if seq != protect:
+                return seq
+        return None
 
-    def _enforce(self, report: PoolReport, protect: Block | None = None) -> None:
+    def _enforce(self, report: PoolReport, protect: int | None = None) -> None:
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
-            lowerable = [(b.value, b.seq, name, b) for name, b in self._all()
-                         if not b.high_value and b.enc.bits > 8]  # fmt: skip
-            if lowerable:
-                _, _, name, b = min(lowerable, key=lambda t: (t[0], t[1]))
+            b = self._next_lowerable()
+            if b is not None:
                 lower = steps[max(0, steps.index(b.enc.bits) - 1)] if b.enc.bits in steps else 8
-                self._replace(name, b, self._downgrade(b, lower, report))
+                self._swap(self._where[b.seq], b, self._downgrade(b, lower, report))
                 continue
             if self._reserve is not None:
                 self._reserve = None  # the reserve is a bet; real data comes first
                 continue
-            low = [
-                (b.seq, name, b) for name, b in self._all() if not b.high_value and b is not protect
-            ]
-            if low:
-                _, name, b = min(low, key=lambda t: t[0])
-                self._replace(name, b, None)
+            seq = self._oldest(self._low, protect)
+            if seq is not None:
+                self._drop(seq)
                 report.evicted += 1
                 self.evicted += 1
                 continue
             if protect is not None:  # a new block that cannot fit: refuse it, keep what is stored
                 report.rejected += 1
                 return
-            high = [(b.seq, name, b) for name, b in self._all()]
-            if not high:
+            seq = self._oldest(self._high, None)
+            if seq is None:
                 return
-            _, name, b = min(high, key=lambda t: t[0])
-            log.warning(
-                "budget below the high-value data alone: evicting high-value block %d", b.seq
-            )
-            self._replace(name, b, None)
+            log.warning("budget below the high-value data alone: evicting high-value block %d", seq)
+            self._drop(seq)
             report.evicted_high_value += 1
             self.evicted_high_value += 1

@@ -122,3 +122,58 @@ def test_many_readers_one_writer() -> None:
     for th in threads:
         th.join()
     assert not errors and pool.nbytes() <= pool.budget_bytes
+
+
+@settings(max_examples=80)
+@given(ops=st.lists(op, min_size=1, max_size=60))
+def test_indexed_pool_makes_the_same_choices_as_the_reference_scan(ops) -> None:  # type: ignore[no-untyped-def]
+    """Running totals and heaps change the cost, not the outcome: same blocks, tiers, counters."""
+    from tests.support.reference_pool import TieredPool as Reference
+
+    pool, ref = TieredPool(budget_bytes=50_000), Reference(budget_bytes=50_000)
+    t = 0.0
+    for o in ops:
+        t += 1.0
+        if o[0] == "write":
+            _, name, value, n = o
+            start = int(t * 7) % (PRICES.size - n)
+            chunk = PRICES[start : start + n]
+            assert pool.write(f"b{name}", chunk, value=value, now=t) == ref.write(
+                f"b{name}", chunk, value=value, now=t
+            )
+        else:
+            _, bits, budget, reserve = o
+            got, want = pool.apply(bits, budget, reserve=reserve), ref.apply(bits, budget, reserve=reserve)
+            assert (got.bytes_after, got.downgraded, got.evicted, got.evicted_high_value) == (
+                want.bytes_after, want.downgraded, want.evicted, want.evicted_high_value)  # fmt: skip
+            assert got.error_bound == want.error_bound
+        assert pool.names() == ref.names()
+        for name in ref.names():
+            assert [(b.seq, b.enc.bits) for b in pool.blocks(name)] == [
+                (b.seq, b.enc.bits) for b in ref.blocks(name)
+            ]
+        assert pool.nbytes() == ref.nbytes() and pool.bytes_by_tier() == ref.bytes_by_tier()
+        assert pool.error_bound() == ref.error_bound()
+    assert (pool.evicted, pool.downgraded, pool.rejected_writes) == (
+        ref.evicted, ref.downgraded, ref.rejected_writes)  # fmt: skip
+
+
+def test_a_decision_that_changes_neither_tier_nor_budget_touches_no_block() -> None:
+    pool = TieredPool(budget_bytes=10**9, tier=16)
+    for i in range(2000):
+        pool.write(f"s{i % 50}", PRICES[:64], value=0.5, now=float(i))
+    pool.apply(16, 10**9)
+    looked_at = 0
+    real = pool._block
+
+    def counting(seq: int):  # type: ignore[no-untyped-def]
+        nonlocal looked_at
+        looked_at += 1
+        return real(seq)
+
+    pool._block = counting  # type: ignore[method-assign]
+    report = pool.apply(16, 10**9)
+    assert report.downgraded == 0 and report.bytes_after == pool.nbytes()
+    assert looked_at <= 1  # the error bound's heap top; no scan of the 2000 blocks
+    pool.apply(8, 10**9)  # a tier change touches exactly the blocks above it
+    assert looked_at == 1 + 1 + 2000 and {b.enc.bits for b in pool.blocks("s0")} == {8}

@@ -86,6 +86,9 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     # on the hardware (thermal safety) when no engine publishes market signals.
     missing_input_confidence: Ratio = 0.9
     max_jitter_seconds: Annotated[float, Meta(ge=0.0)] = 2.0
+    # market.ticks: a price estimator (about 8 KiB) per (host, symbol), at most this many;
+    # the least recently seen is dropped (counted as symbols_evicted) to make room.
+    max_tracked_symbols: Annotated[int, Meta(ge=1)] = 10_000
 
 
 class ApplierConstants(Struct, frozen=True, kw_only=True):

@@ -23,9 +23,8 @@ over the window (a t-statistic of the drift) among the previous windows, smoothe
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -101,17 +100,52 @@ def entropy_and_profit_series(
     return entropy, profit
 
 
+class _Ring:
+    """The last ``size`` floats in one preallocated float64 array (8 bytes a value). Order is not
+    kept: a percentile rank does not need it."""
+
+    __slots__ = ("_data", "_n", "_i")
+
+    def __init__(self, size: int) -> None:
+        self._data: F64 = np.empty(size, dtype=np.float64)
+        self._n = 0
+        self._i = 0
+
+    def push(self, value: float) -> None:
+        self._data[self._i] = value
+        self._i = (self._i + 1) % self._data.size
+        self._n = min(self._n + 1, self._data.size)
+
+    def values(self) -> F64:
+        return self._data[: self._n]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+
 @dataclass
 class StreamingEstimator:
-    """The same estimates, one price at a time (the decider uses it on ``market.ticks``)."""
+    """The same estimates, one price at a time (the decider uses it on ``market.ticks``).
+
+    Memory is fixed at creation: ``window`` returns and ``history`` volatilities and trends, in
+    preallocated float64 arrays (about 8 KiB at the defaults; see :attr:`nbytes`).
+    """
 
     window: int = WINDOW
     history: int = HISTORY
     _last: float | None = None
-    _returns: deque[float] = field(default_factory=deque)
-    _vols: deque[float] = field(default_factory=deque)
-    _trends: deque[float] = field(default_factory=deque)
     _profit: float | None = None
+
+    def __post_init__(self) -> None:
+        self._returns: F64 = np.empty(self.window, dtype=np.float64)  # oldest first once full
+        self._seen = 0
+        self._vols = _Ring(self.history)
+        self._trends = _Ring(self.history)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._returns.nbytes) + self._vols.nbytes + self._trends.nbytes
 
     def update(self, price: float) -> tuple[float, float] | None:
         """(entropy, profit) once a full window has been seen, else None."""
@@ -120,12 +154,16 @@ class StreamingEstimator:
         last, self._last = self._last, price
         if last is None:
             return None
-        self._returns.append(math.log(price / last))
-        if len(self._returns) > self.window:
-            self._returns.popleft()
-        if len(self._returns) < self.window:
-            return None
-        r = np.fromiter(self._returns, dtype=np.float64, count=self.window)
+        ret = math.log(price / last)
+        if self._seen < self.window:
+            self._returns[self._seen] = ret
+            self._seen += 1
+            if self._seen < self.window:
+                return None
+        else:
+            self._returns[:-1] = self._returns[1:]
+            self._returns[-1] = ret
+        r = self._returns
         # The same reductions as the batch path, bit for bit: discrete prices make exact ties,
         # and a last-bit difference would rank them differently.
         row = np.lib.stride_tricks.sliding_window_view(r, self.window)
@@ -134,14 +172,12 @@ class StreamingEstimator:
             0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(self.window))
         )
         pe = permutation_entropy(r) if vol > 0 else 0.0
-        vol_rank = _rank(vol, self._vols) if vol > 0 else 0.0
-        rank = _rank(trend, self._trends)
+        vol_rank = _rank(vol, self._vols.values()) if vol > 0 else 0.0
+        rank = _rank(trend, self._trends.values())
         profit = (
             rank if self._profit is None else self._profit + PROFIT_ALPHA * (rank - self._profit)
         )
         self._profit = profit
-        for q, v in ((self._vols, vol), (self._trends, trend)):
-            q.append(v)
-            if len(q) > self.history:
-                q.popleft()
+        self._vols.push(vol)
+        self._trends.push(trend)
         return min(1.0, max(0.0, PE_WEIGHT * pe + (1 - PE_WEIGHT) * vol_rank)), profit

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -56,7 +57,8 @@ class DeciderService(ConsumingService):
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
-        self._estimators: dict[tuple[str, str], StreamingEstimator] = {}
+        # (host, symbol) -> estimator, least recently seen first; capped by max_tracked_symbols
+        self._estimators: OrderedDict[tuple[str, str], StreamingEstimator] = OrderedDict()
         self.signer = signer  # None only with --insecure-unsigned (or a test)
         # Sequences restart with this process: the epoch orders them across restarts.
         self.epoch = int(time.time() * 1000)
@@ -113,11 +115,22 @@ class DeciderService(ConsumingService):
         self._host(msg.host_id).profit = msg
         await self._evaluate(msg.host_id)
 
+    def _estimator(self, key: tuple[str, str]) -> StreamingEstimator:
+        est = self._estimators.get(key)
+        if est is not None:
+            self._estimators.move_to_end(key)
+            return est
+        while len(self._estimators) >= self.settings.decision.max_tracked_symbols:
+            self._estimators.popitem(last=False)
+            self.stats["symbols_evicted"] += 1
+        est = self._estimators[key] = StreamingEstimator()
+        return est
+
     async def on_tick(self, tick: PriceTick) -> None:
         """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
         unless the engine's own values are fresh."""
         self._event_time = tick.event_time
-        est = self._estimators.setdefault((tick.host_id, tick.symbol), StreamingEstimator())
+        est = self._estimator((tick.host_id, tick.symbol))
         derived = est.update(tick.price)
         if derived is None:
             return

@@ -80,3 +80,12 @@ def test_streaming_matches_the_batch_estimate() -> None:
     assert np.abs(np.array([o[1] for o in out[32:]]) - p[32:]).max() < 0.01  # type: ignore[index]
     with pytest.raises(ValueError, match="positive finite"):
         est.update(float("nan"))
+
+
+def test_streaming_estimator_memory_is_fixed_at_creation() -> None:
+    est = StreamingEstimator()
+    size = est.nbytes
+    assert size <= 8 * (32 + 2 * 500) + 64  # float64 arrays: window + two histories
+    for x in tick_like(3000):  # far past the history: nothing grows
+        est.update(float(x))
+    assert est.nbytes == size

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from shared.tiers import Bits
+from shared.validation import Unsupported, checker
 
 SCHEMA_VERSION: Final = 1
 
@@ -339,13 +340,29 @@ def decoder(kind: type[M]) -> msgspec.json.Decoder[M]:
     return msgspec.json.Decoder(kind)
 
 
+def _enforce(msg: Struct, full: bool) -> bool:
+    """Run the type's compiled check (shared/validation.py); False when it has none."""
+    check = checker(type(msg), full=full)
+    if isinstance(check, Unsupported):
+        return False
+    fault = None if check is None else check(msg)
+    if fault is not None:
+        path, why = fault
+        name = type(msg).__name__
+        if why.startswith("is "):
+            raise InvalidMessage(f"{name}{path} {why}")
+        raise InvalidMessage(f"{name}: {why} - at `${path}`")
+    return True
+
+
 def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = None) -> M:
     """Decode and validate; raises InvalidMessage with the reason."""
     try:
         msg = (dec or msgspec.json.Decoder(kind)).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidMessage(f"{kind.__name__}: {exc}") from None
-    _check_finite(msg, kind.__name__)  # 1e999 decodes to inf
+    if not _enforce(msg, full=False):  # 1e999 decodes to inf
+        _check_finite(msg, kind.__name__)
     version = getattr(msg, "schema_version", SCHEMA_VERSION)
     if version > SCHEMA_VERSION:  # a newer major schema may change meanings: refuse, loudly
         raise InvalidMessage(
@@ -357,9 +374,12 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
 def _checked(msg: Struct) -> bytes:
     """The decode-time checks for a message built in code, returning its JSON bytes.
 
-    One encode and one typed decode: msgspec checks Meta constraints (ranges, patterns) only
-    on decode, and writes NaN as null, so finiteness is checked on the struct first.
+    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN as null:
+    the type's compiled check runs them on the struct, then it is encoded once. A type with a
+    field the compiled checks do not cover falls back to a walk and a typed decode.
     """
+    if _enforce(msg, full=True):
+        return _encoder.encode(msg)
     _check_finite(msg, type(msg).__name__)
     data = _encoder.encode(msg)
     try:

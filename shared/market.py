@@ -104,7 +104,7 @@ class _Ring:
     """The last ``size`` floats in one preallocated float64 array (8 bytes a value). Order is not
     kept: a percentile rank does not need it."""
 
-    __slots__ = ("_data", "_n", "_i")
+    __slots__ = ("_data", "_i", "_n")
 
     def __init__(self, size: int) -> None:
         self._data: F64 = np.empty(size, dtype=np.float64)

@@ -172,8 +172,11 @@ def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None
     if isinstance(t, mi.LiteralType):
         values = frozenset(t.values)
         shown = ", ".join(repr(x) for x in t.values)
-        return lambda v: (None if isinstance(v, str | int) and v in values
-                          else ("", f"Invalid enum value {v!r} ({shown})"))
+        return lambda v: (
+            None
+            if isinstance(v, str | int) and v in values
+            else ("", f"Invalid enum value {v!r} ({shown})")
+        )
     if isinstance(t, mi.ListType):
         if t.min_length is not None or t.max_length is not None:
             raise Unsupported("array length")
@@ -211,7 +214,9 @@ def _tuple(checks: list[Check | None]) -> Check:
     return check
 
 
-def _union(t: mi.UnionType, full: bool, cache: dict[tuple[type, bool], Check | None]) -> Check | None:
+def _union(
+    t: mi.UnionType, full: bool, cache: dict[tuple[type, bool], Check | None]
+) -> Check | None:
     nullable = any(isinstance(x, mi.NoneType) for x in t.types)
     rest = [x for x in t.types if not isinstance(x, mi.NoneType)]
     if len(rest) != 1:
@@ -224,7 +229,9 @@ def _union(t: mi.UnionType, full: bool, cache: dict[tuple[type, bool], Check | N
     return lambda v: None if v is None else inner(v)
 
 
-def _struct(t: mi.StructType, full: bool, cache: dict[tuple[type, bool], Check | None]) -> Check | None:
+def _struct(
+    t: mi.StructType, full: bool, cache: dict[tuple[type, bool], Check | None]
+) -> Check | None:
     key = (t.cls, full)
     if key in _BUILDING:
         raise Unsupported("recursive struct")
@@ -255,10 +262,10 @@ def _struct(t: mi.StructType, full: bool, cache: dict[tuple[type, bool], Check |
 
 _BUILDING: set[tuple[type, bool]] = set()
 _CACHE: dict[tuple[type, bool], Check | None] = {}
-_CHECKS: dict[tuple[type, bool], Check | None | Unsupported] = {}
+_CHECKS: dict[tuple[type, bool], Check | Unsupported | None] = {}
 
 
-def checker(kind: type[msgspec.Struct], *, full: bool) -> Check | None | Unsupported:
+def checker(kind: type[msgspec.Struct], *, full: bool) -> Check | Unsupported | None:
     """The compiled check for a Struct type (cached): a Check, None (nothing to check), or the
     Unsupported reason when the type declares something this module cannot check."""
     key = (kind, full)

@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from shared import messages
 from shared.messages import InvalidMessage, _check_finite, decode, encode
 from tests.shared.test_messages import EXAMPLES
 

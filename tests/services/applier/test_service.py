@@ -17,7 +17,6 @@ from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor,
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.applier.service import (
-    TICK_BLOCK,
     TICK_FLUSH_SECONDS,
     TICK_MAX_WAIT_SECONDS,
     TICK_MIN_BLOCK,

@@ -193,7 +193,7 @@ def main(quick: bool = False, json_out: bool = False) -> None:
             if dimension == "pool_ticks" and n <= 1_000_000:
                 rows.append(_measure(dimension, n, "scan (before)", quick))
     verdicts = []
-    for dimension, ns in dims.items():
+    for dimension in dims:
         cur = [r for r in rows if r["dimension"] == dimension and r["impl"] == "current"]
         lo, hi = cur[0], cur[-1]
         ev = hi["us_per_event"] / lo["us_per_event"]

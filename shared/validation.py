@@ -246,6 +246,10 @@ def _struct(
     if not fields and not full:
         cache[key] = None
         return None
+    if full:
+        fast = _generate(t, dict(fields))
+        cache[key] = fast
+        return fast
 
     def check(v: Any) -> tuple[str, str] | None:
         if full and not isinstance(v, cls):
@@ -257,6 +261,74 @@ def _struct(
         return None
 
     cache[key] = check
+    return check
+
+
+def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: int) -> str | None:
+    """A Python expression that is True when value ``x`` passes (None: no inline form)."""
+    if isinstance(t, mi.FloatType):
+        parts = [f"{x} - {x} == 0.0"]  # finite (nan and inf fail), ints included
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(t, attr)
+            if bound is not None:
+                parts.append(f"{x} {op} {float(bound)!r}")
+        return f"(type({x}) is float or type({x}) is int) and " + " and ".join(parts)
+    if isinstance(t, mi.IntType):
+        parts = [f"type({x}) is int"]
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(t, attr)
+            if bound is not None:
+                parts.append(f"{x} {op} {int(bound)!r}")
+        return " and ".join(parts)
+    if isinstance(t, mi.StrType):
+        parts = [f"type({x}) is str"]
+        if t.min_length is not None:
+            parts.append(f"len({x}) >= {t.min_length}")
+        if t.max_length is not None:
+            parts.append(f"len({x}) <= {t.max_length}")
+        if t.pattern is not None:
+            env[f"_re{k}"] = re.compile(t.pattern)
+            parts.append(f"_re{k}.search({x}) is not None")
+        return " and ".join(parts)
+    if isinstance(t, mi.BoolType):
+        return f"type({x}) is bool"
+    if isinstance(t, mi.LiteralType):
+        env[f"_lit{k}"] = frozenset(t.values)
+        return f"(type({x}) is str or type({x}) is int) and {x} in _lit{k}"
+    if isinstance(t, mi.UnionType):
+        rest = [u for u in t.types if not isinstance(u, mi.NoneType)]
+        if len(rest) == 1 and len(t.types) == 2:
+            inner = _fast_test(rest[0], x, env, k)
+            return None if inner is None else f"({x} is None or ({inner}))"
+    return None
+
+
+def _generate(t: mi.StructType, checks: dict[str, Check]) -> Check:
+    """One generated function per Struct type: the scalar fields' checks inline (a comparison
+    each), the rest (lists, nested structs) through their compiled checks. A failing value is
+    handed to its compiled check again for msgspec's wording."""
+    env: dict[str, Any] = {"_cls": t.cls}
+    lines = ["def check(v):",
+             "    if not isinstance(v, _cls):",
+             f"        return '', 'Expected `{t.cls.__name__}`, got `' + type(v).__name__ + '`'"]  # fmt: skip
+    for k, f in enumerate(t.fields):
+        if f.name not in checks:
+            continue
+        env[f"_c{k}"] = checks[f.name]
+        lines.append(f"    x = v.{f.name}")
+        test = _fast_test(f.type, "x", env, k)
+        if test is not None:
+            lines.append(f"    if not ({test}):")
+            lines.append(f"        fault = _c{k}(x)")
+            lines.append("        if fault is not None:")
+            lines.append(f"            return '.{f.name}' + fault[0], fault[1]")
+        else:
+            lines.append(f"    fault = _c{k}(x)")
+            lines.append("    if fault is not None:")
+            lines.append(f"        return '.{f.name}' + fault[0], fault[1]")
+    lines.append("    return None")
+    exec("\n".join(lines), env)
+    check: Check = env["check"]
     return check
 
 

@@ -182,7 +182,9 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def main(quick: bool = False, json_out: bool = False, fetch_ms: tuple[int, ...] = (100, 10)) -> None:
+def main(
+    quick: bool = False, json_out: bool = False, fetch_ms: tuple[int, ...] = (100, 10)
+) -> None:
     from tests.support.broker import TansuBroker
 
     n = 400 if quick else 2000

@@ -86,9 +86,6 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     # on the hardware (thermal safety) when no engine publishes market signals.
     missing_input_confidence: Ratio = 0.9
     max_jitter_seconds: Annotated[float, Meta(ge=0.0)] = 2.0
-    # market.ticks: a price estimator (about 8 KiB) per (host, symbol), at most this many;
-    # the least recently seen is dropped (counted as symbols_evicted) to make room.
-    max_tracked_symbols: Annotated[int, Meta(ge=1)] = 10_000
 
 
 class ApplierConstants(Struct, frozen=True, kw_only=True):
@@ -107,4 +104,6 @@ class Settings(Struct, frozen=True, kw_only=True):
     decision: DecisionConstants = DecisionConstants()
     applier: ApplierConstants = ApplierConstants()
     sensor_interval_seconds: Positive = 1.0
+    # (host, symbol) pairs whose tick estimators the decider keeps; least recently seen evicted
+    max_tracked_symbols: Annotated[int, Meta(ge=1)] = 4096
     inventory_interval_seconds: Positive = 10.0

@@ -8,7 +8,9 @@ only on decode and writes NaN as ``null``, so :func:`encode` validates before it
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
@@ -19,8 +21,12 @@ from shared.validation import Unsupported, checker
 
 SCHEMA_VERSION: Final = 1
 
+# Every float field is bounded, so msgspec's decoder rejects infinity (JSON has no NaN) in C:
+# finiteness is checked by what the types declare, not by walking values.
+FLOAT_MAX: Final = 1.7976931348623157e308
+Finite = Annotated[float, Meta(ge=-FLOAT_MAX, le=FLOAT_MAX)]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
-NonNeg = Annotated[float, Meta(ge=0.0)]
+NonNeg = Annotated[float, Meta(ge=0.0, le=FLOAT_MAX)]
 Count = Annotated[int, Meta(ge=0)]
 Bytes = Annotated[int, Meta(ge=0)]
 Phase = Annotated[float, Meta(ge=0.0, lt=2 * math.pi)]
@@ -38,7 +44,7 @@ class Envelope(Struct, kw_only=True, frozen=True):
     """Fields every message shares."""
 
     schema_version: Annotated[int, Meta(ge=1)] = SCHEMA_VERSION
-    event_time: Annotated[float, Meta(ge=0.0)]
+    event_time: NonNeg
     host_id: HostId
 
 
@@ -189,7 +195,7 @@ class ProfitPotential(Envelope, frozen=True, kw_only=True):
 
 class PriceTick(Envelope, frozen=True, kw_only=True):
     symbol: Annotated[str, Meta(min_length=1, max_length=64)]
-    price: Annotated[float, Meta(gt=0.0)]
+    price: Annotated[float, Meta(gt=0.0, le=FLOAT_MAX)]
     volume: NonNeg | None = None
 
 
@@ -223,15 +229,15 @@ class PriorState(Struct, frozen=True, kw_only=True):
     sequence: Count = 0
     scaling_factor: NonNeg | None = None  # last published factor
     precision_bits: Count | None = None
-    decided_at: float | None = None
+    decided_at: Finite | None = None
     # Max-queues of (time, recommended value) inside the scale-down window: the front is the
     # highest recommendation still in the window, which is what a scale-down may go down to.
-    recent_factors: list[tuple[float, float]] = []
-    recent_bits: list[tuple[float, int]] = []
+    recent_factors: list[tuple[Finite, Finite]] = []
+    recent_bits: list[tuple[Finite, int]] = []
     # EWMA of the market inputs (time constant DecisionConstants.smoothing_seconds).
     smoothed_entropy: Unit | None = None
     smoothed_profit: Unit | None = None
-    smoothed_at: float | None = None
+    smoothed_at: Finite | None = None
 
 
 class ScalingDecision(Envelope, frozen=True, kw_only=True):
@@ -289,7 +295,7 @@ class ActuatorResult(Struct, frozen=True, kw_only=True):
 
 class ApplyResult(Envelope, frozen=True, kw_only=True):
     decision_id: str
-    decision_event_time: float
+    decision_event_time: Finite
     status: ApplyStatus
     reason: str = ""
     bytes_before: Bytes = 0
@@ -324,16 +330,84 @@ class InvalidMessage(ValueError):
     """A message that must not be published or consumed, with a readable reason."""
 
 
-def _check_finite(value: Any, path: str) -> None:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidMessage(f"{path} is {value!r}: not a finite number")
-    elif isinstance(value, Struct):
-        for name in value.__struct_fields__:
-            _check_finite(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_finite(item, f"{path}[{i}]")
+Check = Callable[[Any, str], None]
+
+
+def _float_check(t: msgspec.inspect.Type) -> Check | None:
+    """A checker for the non-finite floats a value of type ``t`` can hold; None if it holds no
+    float. Built once per message type from its declaration, so strings, ints and lists of
+    them are never visited."""
+    if isinstance(t, msgspec.inspect.FloatType):
+
+        def check_float(v: Any, path: str) -> None:
+            if not math.isfinite(v):
+                raise InvalidMessage(f"{path} is {v!r}: not a finite number")
+
+        return check_float
+    if isinstance(t, msgspec.inspect.UnionType):
+        if all(_float_check(m) is None for m in t.types):
+            return None
+        finite = _float_check(msgspec.inspect.FloatType())
+        seq = next((c for c, m in zip(map(_float_check, t.types), t.types, strict=True)
+                    if c is not None and not isinstance(m, msgspec.inspect.FloatType
+                                                         | msgspec.inspect.StructType)), None)  # fmt: skip
+
+        def check_union(v: Any, path: str) -> None:
+            if isinstance(v, float):
+                assert finite is not None
+                finite(v, path)
+            elif isinstance(v, Struct):
+                c = _struct_check(type(v))
+                if c is not None:
+                    c(v, path)
+            elif seq is not None and isinstance(v, list | tuple):
+                seq(v, path)
+
+        return check_union
+    if isinstance(t, msgspec.inspect.StructType):
+        return _struct_check(t.cls)
+    if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+        item = _float_check(t.item_type)
+        if item is None:
+            return None
+
+        def check_items(v: Any, path: str) -> None:
+            for i, x in enumerate(v):
+                item(x, f"{path}[{i}]")
+
+        return check_items
+    if isinstance(t, msgspec.inspect.TupleType):
+        parts = [(i, c) for i, c in enumerate(map(_float_check, t.item_types)) if c is not None]
+        if not parts:
+            return None
+
+        def check_tuple(v: Any, path: str) -> None:
+            for i, c in parts:
+                c(v[i], f"{path}[{i}]")
+
+        return check_tuple
+    return None
+
+
+@functools.cache
+def _struct_check(cls: type[Struct]) -> Check | None:
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields = [(f.name, c) for f in info.fields if (c := _float_check(f.type)) is not None]
+    if not fields:
+        return None
+
+    def check_struct(v: Any, path: str) -> None:
+        for name, c in fields:
+            c(getattr(v, name), f"{path}.{name}")
+
+    return check_struct
+
+
+def _check_finite(msg: Struct) -> None:
+    check = _struct_check(type(msg))
+    if check is not None:
+        check(msg, type(msg).__name__)
 
 
 def decoder(kind: type[M]) -> msgspec.json.Decoder[M]:
@@ -361,8 +435,10 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
         msg = (dec or msgspec.json.Decoder(kind)).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidMessage(f"{kind.__name__}: {exc}") from None
-    if not _enforce(msg, full=False):  # 1e999 decodes to inf
-        _check_finite(msg, kind.__name__)
+    # Every float field is bounded, so msgspec has refused infinity already; the compiled
+    # check is then None and costs nothing. It guards a float field added without a bound.
+    if not _enforce(msg, full=False):
+        _check_finite(msg)
     version = getattr(msg, "schema_version", SCHEMA_VERSION)
     if version > SCHEMA_VERSION:  # a newer major schema may change meanings: refuse, loudly
         raise InvalidMessage(
@@ -374,13 +450,15 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
 def _checked(msg: Struct) -> bytes:
     """The decode-time checks for a message built in code, returning its JSON bytes.
 
-    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN as null:
-    the type's compiled check runs them on the struct, then it is encoded once. A type with a
-    field the compiled checks do not cover falls back to a walk and a typed decode.
+    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN and
+    infinity as null (which an optional field would take for "absent"): the type's compiled
+    check (shared/validation.py) runs them all on the struct, then it is encoded once. A type
+    with a field the compiled checks do not cover falls back to the declared-float check and a
+    typed decode of the encoded bytes.
     """
     if _enforce(msg, full=True):
         return _encoder.encode(msg)
-    _check_finite(msg, type(msg).__name__)
+    _check_finite(msg)
     data = _encoder.encode(msg)
     try:
         msgspec.json.decode(data, type=type(msg))

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final, cast
 
 import msgspec
 import msgspec.inspect as mi
@@ -124,7 +124,8 @@ def _items(item: Check, kinds: tuple[type, ...], name: str) -> Check:
     def check(v: Any) -> tuple[str, str] | None:
         if not isinstance(v, kinds):
             return "", f"Expected `{name}`, got `{type(v).__name__}`"
-        for i, x in enumerate(v):
+        items = cast("Iterable[Any]", v)
+        for i, x in enumerate(items):
             fault = item(x)
             if fault is not None:
                 return f"[{i}]{fault[0]}", fault[1]

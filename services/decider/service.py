@@ -57,7 +57,7 @@ class DeciderService(ConsumingService):
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
-        # (host, symbol) -> estimator, least recently seen first; capped by max_tracked_symbols
+        # (host, symbol) -> estimator, least recently seen first; capped by configuration.
         self._estimators: OrderedDict[tuple[str, str], StreamingEstimator] = OrderedDict()
         self.signer = signer  # None only with --insecure-unsigned (or a test)
         # Sequences restart with this process: the epoch orders them across restarts.
@@ -115,22 +115,23 @@ class DeciderService(ConsumingService):
         self._host(msg.host_id).profit = msg
         await self._evaluate(msg.host_id)
 
-    def _estimator(self, key: tuple[str, str]) -> StreamingEstimator:
+    def _estimator(self, host_id: str, symbol: str) -> StreamingEstimator:
+        key = (host_id, symbol)
         est = self._estimators.get(key)
-        if est is not None:
+        if est is None:
+            est = self._estimators[key] = StreamingEstimator()
+            while len(self._estimators) > self.settings.max_tracked_symbols:
+                self._estimators.popitem(last=False)
+                self.stats["symbols_evicted"] += 1
+        else:
             self._estimators.move_to_end(key)
-            return est
-        while len(self._estimators) >= self.settings.decision.max_tracked_symbols:
-            self._estimators.popitem(last=False)
-            self.stats["symbols_evicted"] += 1
-        est = self._estimators[key] = StreamingEstimator()
         return est
 
     async def on_tick(self, tick: PriceTick) -> None:
         """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
         unless the engine's own values are fresh."""
         self._event_time = tick.event_time
-        est = self._estimator((tick.host_id, tick.symbol))
+        est = self._estimator(tick.host_id, tick.symbol)
         derived = est.update(tick.price)
         if derived is None:
             return

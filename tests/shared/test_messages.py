@@ -138,3 +138,19 @@ def test_sensor_reading_requires_thermal_state() -> None:
     del data["thermal_state"]
     with pytest.raises(InvalidMessage, match="thermal_state"):
         decode(json.dumps(data).encode(), SensorReading)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_optional_and_nested_floats_are_checked_not_nulled(bad: float) -> None:
+    # An optional float written as null would read back as "absent": refuse instead.
+    prior = PriorState(decided_at=bad)
+    with pytest.raises(InvalidMessage, match=r"PriorState\.decided_at is"):
+        encode(prior)
+    with pytest.raises(InvalidMessage, match=r"recent_factors\[1\]\[0\]"):
+        encode(PriorState(recent_factors=[(1.0, 1.0), (bad, 1.0)]))
+
+
+@pytest.mark.parametrize("field", ["decided_at", "smoothed_at"])
+def test_decode_rejects_overflow_in_optional_float(field: str) -> None:
+    with pytest.raises(InvalidMessage, match="out of range"):
+        decode(f'{{"{field}": 1e999}}'.encode(), PriorState)

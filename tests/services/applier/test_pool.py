@@ -143,7 +143,10 @@ def test_indexed_pool_makes_the_same_choices_as_the_reference_scan(ops) -> None:
             )
         else:
             _, bits, budget, reserve = o
-            got, want = pool.apply(bits, budget, reserve=reserve), ref.apply(bits, budget, reserve=reserve)
+            got, want = (
+                pool.apply(bits, budget, reserve=reserve),
+                ref.apply(bits, budget, reserve=reserve),
+            )
             assert (got.bytes_after, got.downgraded, got.evicted, got.evicted_high_value) == (
                 want.bytes_after, want.downgraded, want.evicted, want.evicted_high_value)  # fmt: skip
             assert got.error_bound == want.error_bound

@@ -146,7 +146,9 @@ async def test_many_slow_symbols_share_one_timer_and_write_blocks_of_the_minimum
     # the old per-symbol 5 s rule wrote 1000 blocks of 10 ticks every 5 s (9 000 by now)
     assert len(blocks) == symbols  # one sweep found each symbol at >= TICK_MIN_BLOCK ticks
     assert min(b.enc.n for b in blocks) >= TICK_MIN_BLOCK
-    assert sum(b.enc.n for b in blocks) + sum(map(len, svc._ticks.values())) == symbols * seconds * 2
+    assert (
+        sum(b.enc.n for b in blocks) + sum(map(len, svc._ticks.values())) == symbols * seconds * 2
+    )
 
 
 def test_cgroup_v2_tree_and_dry_run(tmp_path: Path) -> None:

@@ -157,3 +157,14 @@ async def test_drained_returns_when_the_service_stops() -> None:
             await waiter
     finally:
         waiter.cancel()
+
+
+async def test_tracked_symbols_are_capped_least_recently_seen_evicted() -> None:
+    import msgspec
+
+    settings = msgspec.structs.replace(Settings(), max_tracked_symbols=3)
+    svc = DeciderService(MemoryBus(), settings, "d")
+    for symbol in ("A", "B", "C", "A", "D"):  # A seen again before D arrives: B goes
+        await svc.on_tick(PriceTick(event_time=1.0, host_id="h", symbol=symbol, price=100.0))
+    assert [s for _, s in svc._estimators] == ["C", "A", "D"]
+    assert svc.stats["symbols_evicted"] == 1

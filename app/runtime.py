@@ -58,6 +58,7 @@ class Options:
     metrics_addr: str = default("metrics_addr")
     host_id: str = default("host_id")
     connect_timeout: float = default("connect_timeout")
+    fetch_max_wait_ms: float = default("fetch_max_wait_ms")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
     cgroup: Path | None = default("cgroup")  # noqa: RUF009 - an immutable None
@@ -98,6 +99,7 @@ def make_bus(opts: Options) -> Bus:
     return KafkaBus(
         opts.bootstrap_servers,
         connect_timeout=opts.connect_timeout,
+        fetch_max_wait=opts.fetch_max_wait_ms / 1000.0,
         topics=t.all(),
         compacted_topics=t.compacted(),
         security=broker_security(opts),

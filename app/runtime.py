@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,9 @@ from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor,
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
+from services.base import Handler
 from services.bus.base import Bus
+from services.bus.consume import Rejected
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
 from services.bus.security import BrokerSecurity, sasl_password
@@ -55,6 +58,7 @@ class Options:
     metrics_addr: str = default("metrics_addr")
     host_id: str = default("host_id")
     connect_timeout: float = default("connect_timeout")
+    fetch_max_wait_ms: float = default("fetch_max_wait_ms")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
     cgroup: Path | None = default("cgroup")  # noqa: RUF009 - an immutable None
@@ -95,6 +99,7 @@ def make_bus(opts: Options) -> Bus:
     return KafkaBus(
         opts.bootstrap_servers,
         connect_timeout=opts.connect_timeout,
+        fetch_max_wait=opts.fetch_max_wait_ms / 1000.0,
         topics=t.all(),
         compacted_topics=t.compacted(),
         security=broker_security(opts),
@@ -188,6 +193,50 @@ class JsonLines:
         self.emit("applied", r)
 
 
+class InProcessApplier(ApplierService):
+    """The applier of a process that also runs the decider (``qas run``): decisions arrive in
+    process, one hop instead of a Kafka round trip, and are not read back from qas.decisions
+    (still published there, for the engine and for appliers elsewhere). No consumer group has
+    to join before the first decision is applied, so none is lost to a late join."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox: asyncio.Queue[ScalingDecision] = asyncio.Queue()
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {role: h for role, h in super().handlers().items() if role != "decisions"}
+
+    def hand(self, d: ScalingDecision) -> None:
+        """The decider's callback, after it published ``d``."""
+        self.inbox.put_nowait(d)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._deliver(stop))
+            await super().run(stop)
+
+    async def _deliver(self, stop: asyncio.Event) -> None:
+        """Apply handed decisions in order until stopped (what is queued then is dropped: the
+        engine and any other applier still have it on qas.decisions)."""
+        while not stop.is_set():
+            get = asyncio.ensure_future(self.inbox.get())
+            halt = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({get, halt}, return_when=asyncio.FIRST_COMPLETED)
+            halt.cancel()
+            if not get.done():
+                get.cancel()
+                return
+            try:
+                await self.on_decision(get.result())
+                self.stats["in_process"] += 1
+            except Rejected:
+                pass  # acknowledged as rejected and counted by on_decision
+            except Exception:
+                log.exception("applying an in-process decision failed")
+                self.stats["dead_letters"] += 1
+
+
 def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +250,19 @@ async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     stop.set()
+
+
+def _both(
+    first: Callable[[ScalingDecision], None] | None, then: Callable[[ScalingDecision], None]
+) -> Callable[[ScalingDecision], None]:
+    if first is None:
+        return then
+
+    def call(d: ScalingDecision) -> None:
+        first(d)
+        then(d)
+
+    return call
 
 
 async def run_services(
@@ -229,8 +291,12 @@ async def run_services(
                 services["decider"].on_decision = sink.decision
         if "applier" in which:
             pool = TieredPool(budget_bytes=64 << 20)
-            applier = ApplierService(bus, opts.settings, host, metrics=metrics, pool=pool,
-                                     enactors=make_enactors(opts, pool), verifier=keys)  # fmt: skip
+            kind = InProcessApplier if "decider" in which else ApplierService
+            applier = kind(bus, opts.settings, host, metrics=metrics, pool=pool,
+                           enactors=make_enactors(opts, pool), verifier=keys)  # fmt: skip
+            if isinstance(applier, InProcessApplier):
+                services["decider"].on_decision = _both(services["decider"].on_decision,
+                                                        applier.hand)  # fmt: skip
             if sink:
                 applier.on_result = sink.applied
             services["applier"] = applier

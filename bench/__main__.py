@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 
-NAMES = ["pipeline", "decision", "observer", "codecs", "pool"]
+NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("names", nargs="*", choices=[*NAMES, []], help="which (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer iterations (for CI smoke runs)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per row on stdout (pipeline, scale), and nothing else")  # fmt: skip
     args = p.parse_args()
     for name in args.names or NAMES:
         try:
@@ -25,6 +28,13 @@ def main() -> int:
         except ModuleNotFoundError:
             continue
         started = time.perf_counter()
+        takes_json = "json_out" in inspect.signature(mod.main).parameters
+        if args.json:
+            if takes_json:
+                mod.main(quick=args.quick, json_out=True)
+            else:
+                print(f"bench {name}: no --json output", file=sys.stderr)
+            continue
         print(f"\n== {name}: {mod.__doc__.strip().splitlines()[0]}", flush=True)
         mod.main(quick=args.quick)
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)

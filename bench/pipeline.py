@@ -1,25 +1,35 @@
-"""Pipeline: market events/s and latency (event published -> decision consumed), embedded and Kafka.
+"""Pipeline: market events/s and latency, embedded and Kafka, beside a raw echo on the same transport.
 
-Each transport is measured twice in the same run: through the QAS decider (decode, decide,
-encode, publish) and through a raw echo that republishes the same bytes (the transport's own
-cost). "vs echo" is QAS / echo: what QAS adds on top of moving the bytes. Every measurement
-uses fresh topics, so no reader sees an earlier measurement's backlog.
+Three paths on each transport, measured in the same run: ``echo`` (a raw consumer republishing
+the same bytes, read by a client: two hops, the least any round trip through QAS can take),
+``decision`` (market event published -> decision read by a client) and ``applied`` (market event
+published -> apply result read by a client, decider and applier in one process as `qas run`
+runs them: the decision reaches the applier in process). "vs echo" is events/s over the echo's.
+Kafka is measured at more than one fetch_max_wait_ms. Every measurement uses fresh topics, so no
+reader sees an earlier measurement's backlog. Targets (issue 17): embedded decision events/s at
+least 0.8 of the echo's; Kafka applied p99 at most 1.5 x the echo's p99.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from app.runtime import InProcessApplier
 from bench.common import pct, table
+from services.applier.actuators import PoolEnactor
+from services.applier.pool import TieredPool
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
 from services.decider.service import DeciderService
 from shared.config import DecisionConstants, Settings, Topics
-from shared.messages import MarketEntropy, ScalingDecision, decode, encode
+from shared.messages import ApplyResult, MarketEntropy, ScalingDecision, decode, encode
+from shared.signing import KeyRing
 from tests.support.factories import reference_host, snapshot
 
 HOST = "bench-host"
@@ -55,8 +65,39 @@ async def _qas(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
     await DeciderService(bus, s, HOST, group="bench-decider").run(stop)
 
 
+DECIDED: dict[str, float] = {}  # decision id -> the market entropy it was made from
+
+
+async def _qas_applied(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
+    """Decider and applier in one process, wired as `qas run` wires them (in-process handoff,
+    signed with an ephemeral key and verified)."""
+    keys = KeyRing.ephemeral()
+    decider = DeciderService(bus, s, HOST, group="bench-decider", signer=keys)
+    pool = TieredPool(budget_bytes=64 << 20)
+    applier = InProcessApplier(bus, s, HOST, group="bench-applier", pool=pool,
+                               enactors=[PoolEnactor(pool)], verifier=keys)  # fmt: skip
+
+    def decided(d: ScalingDecision) -> None:
+        DECIDED[d.decision_id] = d.inputs.market_entropy
+        applier.hand(d)
+
+    decider.on_decision = decided
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(decider.run(stop))
+        tg.create_task(applier.run(stop))
+
+
+def _value(path: str, data: bytes) -> float | None:
+    """The market entropy a record on the read topic answers."""
+    if path == "echo":
+        return decode(data, MarketEntropy).value
+    if path == "decision":
+        return decode(data, ScalingDecision).inputs.market_entropy
+    return DECIDED.get(decode(data, ApplyResult).decision_id)
+
+
 async def _measure(
-    make: Callable[[Settings], Bus], service: Service, n: int, rate: float | None, is_qas: bool
+    make: Callable[[Settings], Bus], service: Service, n: int, rate: float | None, path: str
 ) -> tuple[float, list[float]]:
     """Publish n events (paced at `rate`/s, or as fast as possible): (events/s, latencies)."""
     s = _settings()
@@ -65,7 +106,8 @@ async def _measure(
     await bus.start()
     stop = asyncio.Event()
     task = asyncio.create_task(service(bus, stop, s))
-    reader = bus.consumer([t.decisions], "bench-reader")
+    is_qas = path != "echo"
+    reader = bus.consumer([t.applied if path == "applied" else t.decisions], "bench-reader")
     await reader.start()
     try:
         if is_qas:
@@ -85,11 +127,7 @@ async def _measure(
         async def read() -> None:
             while len(latencies) < n:
                 for r in await reader.getmany(timeout=0.2):
-                    value = (
-                        decode(r.value, ScalingDecision).inputs.market_entropy
-                        if is_qas
-                        else decode(r.value, MarketEntropy).value
-                    )
+                    value = _value(path, r.value)
                     if value in sent_at:
                         latencies.append(time.perf_counter() - sent_at.pop(value))
 
@@ -112,38 +150,71 @@ async def _measure(
         await bus.stop()
 
 
+PATHS: dict[str, Service] = {"echo": _echo, "decision": _qas, "applied": _qas_applied}
+
+
 async def _transport(
-    name: str, make: Callable[[Settings], Bus], n: int, rate: float
-) -> list[list[object]]:
-    results = {}
-    for label, svc, is_qas in (("echo", _echo, False), ("QAS", _qas, True)):
-        eps, _ = await _measure(make, svc, n, None, is_qas)
-        _, lat = await _measure(make, svc, n // 2, rate, is_qas)
-        results[label] = (eps, pct(lat, 50) * 1e3, pct(lat, 99) * 1e3)
-    q, e = results["QAS"], results["echo"]
-    return [
-        [name, "echo (baseline)", e[0], e[1], e[2], "1"],
-        [name, "QAS decider", q[0], q[1], q[2], f"{q[0] / e[0]:.2f}"],
-    ]
+    name: str, make: Callable[[Settings], Bus], n: int, rate: float, fetch_ms: int | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for path, svc in PATHS.items():
+        eps, _ = await _measure(make, svc, n, None, path)
+        _, lat = await _measure(make, svc, n // 2, rate, path)
+        rows.append({"transport": name, "fetch_max_wait_ms": fetch_ms, "path": path,
+                     "events_per_s": eps, "p50_ms": pct(lat, 50) * 1e3,
+                     "p99_ms": pct(lat, 99) * 1e3})  # fmt: skip
+    return rows
 
 
-def main(quick: bool = False) -> None:
+def _verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    by = {(r["transport"], r["fetch_max_wait_ms"], r["path"]): r for r in rows}
+    for (transport, fetch_ms, path), r in by.items():
+        echo = by[(transport, fetch_ms, "echo")]
+        if transport == "embedded" and path == "decision":
+            ratio = r["events_per_s"] / echo["events_per_s"]
+            out.append({"target": "embedded decision events/s >= 0.8 x echo", "transport": transport,
+                        "ratio": ratio, "met": ratio >= 0.8})  # fmt: skip
+        if transport == "kafka" and path == "applied":
+            ratio = r["p99_ms"] / echo["p99_ms"]
+            out.append({"target": "kafka applied p99 <= 1.5 x echo p99", "transport": transport,
+                        "fetch_max_wait_ms": fetch_ms, "ratio": ratio, "met": ratio <= 1.5})  # fmt: skip
+    return out
+
+
+def main(
+    quick: bool = False, json_out: bool = False, fetch_ms: tuple[int, ...] = (100, 10)
+) -> None:
     from tests.support.broker import TansuBroker
 
     n = 400 if quick else 2000
     rate = 200.0
-    rows = asyncio.run(_transport("embedded", lambda s: MemoryBus(), n, rate))
+    rows = asyncio.run(_transport("embedded", lambda s: MemoryBus(), n, rate, None))
     broker = TansuBroker().start()
     try:
+        for wait in fetch_ms:
 
-        def kafka(s: Settings) -> Bus:
-            t = s.topics
-            return KafkaBus(broker.bootstrap, topics=[t.hardware, t.entropy, t.decisions, t.dlq])
+            def kafka(s: Settings, wait: int = wait) -> Bus:
+                return KafkaBus(broker.bootstrap, topics=s.topics.all(), fetch_max_wait=wait / 1e3)
 
-        rows += asyncio.run(_transport("kafka (Tansu, loopback)", kafka, n, rate))
+            rows += asyncio.run(_transport("kafka", kafka, n, rate, wait))
     finally:
         broker.stop()
+    verdicts = _verdicts(rows)
+    if json_out:
+        for r in rows + verdicts:
+            print(json.dumps(r), flush=True)
+        return
     print(
-        f"   events/s: {n} events as fast as possible; latency: {n // 2} events paced at {rate:g}/s"
+        f"   events/s: {n} events as fast as possible; latency: {n // 2} events paced at {rate:g}/s;"
+        " kafka = Tansu on loopback"
     )
-    print(table(["transport", "path", "events/s", "p50 ms", "p99 ms", "events/s vs echo"], rows))
+    print(table(["transport", "fetch wait ms", "path", "events/s", "p50 ms", "p99 ms",
+                 "events/s vs echo"],
+                [[r["transport"], r["fetch_max_wait_ms"] or "-", r["path"], r["events_per_s"],
+                  r["p50_ms"], r["p99_ms"],
+                  f"{r['events_per_s'] / next(e['events_per_s'] for e in rows if e['transport'] == r['transport'] and e['fetch_max_wait_ms'] == r['fetch_max_wait_ms'] and e['path'] == 'echo'):.2f}"]
+                 for r in rows]))  # fmt: skip
+    for v in verdicts:
+        extra = f" at fetch wait {v['fetch_max_wait_ms']} ms" if "fetch_max_wait_ms" in v else ""
+        print(f"   {v['target']}{extra}: {v['ratio']:.2f}: {'met' if v['met'] else 'NOT met'}")

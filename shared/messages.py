@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from shared.tiers import Bits
+from shared.validation import Unsupported, checker
 
 SCHEMA_VERSION: Final = 1
 
@@ -455,12 +456,31 @@ def decoder(kind: type[M]) -> msgspec.json.Decoder[M]:
     return msgspec.json.Decoder(kind)
 
 
+def _enforce(msg: Struct, full: bool) -> bool:
+    """Run the type's compiled check (shared/validation.py); False when it has none."""
+    check = checker(type(msg), full=full)
+    if isinstance(check, Unsupported):
+        return False
+    fault = None if check is None else check(msg)
+    if fault is not None:
+        path, why = fault
+        name = type(msg).__name__
+        if why.startswith("is "):
+            raise InvalidMessage(f"{name}{path} {why}")
+        raise InvalidMessage(f"{name}: {why} - at `${path}`")
+    return True
+
+
 def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = None) -> M:
     """Decode and validate; raises InvalidMessage with the reason."""
     try:
         msg = (dec or msgspec.json.Decoder(kind)).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidMessage(f"{kind.__name__}: {exc}") from None
+    # Every float field is bounded, so msgspec has refused infinity already; the compiled
+    # check is then None and costs nothing. It guards a float field added without a bound.
+    if not _enforce(msg, full=False):
+        _check_finite(msg)
     version = getattr(msg, "schema_version", SCHEMA_VERSION)
     if version > SCHEMA_VERSION:  # a newer major schema may change meanings: refuse, loudly
         raise InvalidMessage(
@@ -472,10 +492,14 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
 def _checked(msg: Struct) -> bytes:
     """The decode-time checks for a message built in code, returning its JSON bytes.
 
-    One encode and one typed decode: msgspec checks Meta constraints (ranges, patterns) only
-    on decode, and writes NaN and infinity as null (which an optional field would take for
-    "absent"), so the declared float fields are checked on the struct first.
+    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN and
+    infinity as null (which an optional field would take for "absent"): the type's compiled
+    check (shared/validation.py) runs them all on the struct, then it is encoded once. A type
+    with a field the compiled checks do not cover falls back to the declared-float check and a
+    typed decode of the encoded bytes.
     """
+    if _enforce(msg, full=True):
+        return _encoder.encode(msg)
     _check_finite(msg)
     data = _encoder.encode(msg)
     try:

@@ -44,5 +44,7 @@ def test_no_module_imports_from_a_layer_above_it() -> None:
 def test_no_two_modules_import_each_other() -> None:
     mods = _modules()
     edges = {m: {n for n in _imports(p) if n in mods and n != m} for m, p in mods.items()}
-    circles = sorted({tuple(sorted((a, b))) for a, bs in edges.items() for b in bs if a in edges[b]})
+    circles = sorted(
+        {tuple(sorted((a, b))) for a, bs in edges.items() for b in bs if a in edges[b]}
+    )
     assert circles == []

@@ -8,13 +8,13 @@ the lowest-value, oldest blocks are downgraded one tier at a time to 8 bits; if 
 enough, the oldest low-value blocks are evicted (counted). Only a budget that high-value data
 alone exceeds evicts the oldest high-value block, counted separately and logged.
 
-One writer, many readers: the writer holds a lock; blocks are immutable, and a reader copies a
-buffer's block references under the lock and decodes them without it.
+One writer, many readers: the writer holds a lock; blocks are immutable and a buffer's blocks are
+snapshotted by a reader in one call, so a reader decodes without any lock.
 
-Cost does not grow with what is held: running totals give the bytes per tier at once, heaps
-order the blocks to downgrade (lowest value, oldest) and the error bound, ordered maps the
-blocks to evict (oldest) and the blocks held at each tier. A decision that changes neither tier
-nor budget costs O(1); one that does costs O(log n) per block it touches.
+Costs do not grow with what is held: bytes per tier are running totals, the next block to
+downgrade comes off a heap ordered by (value, age), the next to evict off an age-ordered index,
+and the error bound off a heap of per-block bounds (stale heap entries are skipped and compacted).
+A decision that changes neither tier nor budget costs O(1); one that does, O(blocks it touches).
 """
 
 from __future__ import annotations
@@ -76,29 +76,26 @@ class TieredPool:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._buffers: dict[str, dict[int, Block]] = {}  # name -> seq -> block, oldest first
-        self._where: dict[int, str] = {}  # seq -> buffer name
+        # name -> {seq: Block}, in write order. A reader snapshots one with tuple(d.values()),
+        # a single C call under the GIL; the writer only sets or deletes single keys.
+        self._buffers: dict[str, dict[int, Block]] = {}
         self._seq = 0
         self._reserve: np.ndarray | None = None
-        self._bytes = 0
-        self._by_tier_bytes: dict[int, int] = {}
-        # Ordinary (not high-value) blocks per tier, oldest first: a lower tier touches only
-        # the tiers above it; the oldest of all is the first eviction candidate.
-        self._ordinary: dict[int, OrderedDict[int, None]] = {}
-        self._high: OrderedDict[int, None] = OrderedDict()
-        # Lazy heaps: an entry is stale once its block is gone or re-encoded (bits differ).
-        self._lowerable: list[tuple[float, int, int]] = []  # (value, seq, bits)
-        self._errors: list[tuple[float, int, int]] = []  # (-rel_error, seq, bits)
+        # Running totals and priority structures: a decision that changes neither tier nor
+        # budget costs O(1); one that does costs O(blocks it touches) (each O(log n)).
+        self._where: dict[int, str] = {}  # seq -> buffer name
+        self._data_bytes = 0
+        self._tier_bytes: dict[int, int] = {}
+        self._low: OrderedDict[int, None] = OrderedDict()  # low-value seqs, oldest first
+        self._high: OrderedDict[int, None] = OrderedDict()  # high-value seqs, oldest first
+        self._by_bits: dict[int, dict[int, None]] = {}  # low-value seqs by their tier
+        self._lowerable: list[tuple[float, int, int]] = []  # heap (value, seq, bits), lazy
+        self._errors: list[tuple[float, int, int]] = []  # heap (-rel_error, seq, bits), lazy
 
-    # --- reading ------------------------------------------------------------------------------
+    # --- reading (no lock) ----------------------------------------------------------------
 
     def names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._buffers)
-
-    def blocks(self, name: str) -> tuple[Block, ...]:
-        with self._lock:
-            return tuple(self._buffers.get(name, {}).values())
+        return sorted(self._buffers)
 
     def read(self, name: str) -> Snapshot:
         blocks = self.blocks(name)
@@ -112,28 +109,95 @@ class TieredPool:
             tuple(b.enc.bits for b in blocks),
         )
 
+    def blocks(self, name: str) -> tuple[Block, ...]:
+        buf = self._buffers.get(name)
+        return () if buf is None else tuple(buf.values())
+
+    def __len__(self) -> int:
+        """How many blocks are held."""
+        return len(self._where)
+
     @property
     def reserved_bytes(self) -> int:
         reserve = self._reserve
         return 0 if reserve is None else int(reserve.nbytes)
 
     def nbytes(self) -> int:
-        return self._bytes + self.reserved_bytes
+        return self._data_bytes + self.reserved_bytes
 
     def bytes_by_tier(self) -> dict[int, int]:
-        return {bits: n for bits, n in self._by_tier_bytes.items() if n}
+        return {bits: n for bits, n in list(self._tier_bytes.items()) if n}
 
     def error_bound(self) -> float:
         with self._lock:
             return self._error_bound()
 
-    def _error_bound(self) -> float:
-        heap = self._errors
-        while heap and not self._current(heap[0][1], heap[0][2]):
-            heapq.heappop(heap)
-        return -heap[0][0] if heap else 0.0
+    # --- the index (writer, under the lock) -------------------------------------------------
 
-    # --- writing (one writer at a time) -------------------------------------------------------
+    def _block(self, seq: int) -> Block | None:
+        name = self._where.get(seq)
+        return None if name is None else self._buffers[name].get(seq)
+
+    def _index(self, name: str, b: Block) -> None:
+        self._buffers.setdefault(name, {})[b.seq] = b
+        self._where[b.seq] = name
+        self._count(b, +1)
+        (self._high if b.high_value else self._low)[b.seq] = None
+
+    def _count(self, b: Block, sign: int) -> None:
+        bits, n = b.enc.bits, b.enc.nbytes
+        self._data_bytes += sign * n
+        self._tier_bytes[bits] = self._tier_bytes.get(bits, 0) + sign * n
+        if not b.high_value:
+            if sign > 0:
+                self._by_bits.setdefault(bits, {})[b.seq] = None
+                if bits > 8:
+                    heapq.heappush(self._lowerable, (b.value, b.seq, bits))
+            else:
+                self._by_bits[bits].pop(b.seq, None)
+        if sign > 0:
+            heapq.heappush(self._errors, (-b.enc.rel_error, b.seq, bits))
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop stale heap entries once they outnumber the live ones (amortised O(1))."""
+        live = len(self._where) + 64
+        if len(self._errors) > 2 * live:
+            self._errors = [e for e in self._errors if self._live(e)]
+            heapq.heapify(self._errors)
+        if len(self._lowerable) > 2 * live:
+            self._lowerable = [e for e in self._lowerable if self._live(e)]
+            heapq.heapify(self._lowerable)
+
+    def _live(self, entry: tuple[float, int, int]) -> bool:
+        b = self._block(entry[1])
+        return b is not None and b.enc.bits == entry[2]
+
+    def _swap(self, name: str, old: Block, new: Block) -> None:
+        self._count(old, -1)
+        self._buffers[name][old.seq] = new
+        self._count(new, +1)
+
+    def _drop(self, seq: int) -> Block:
+        name = self._where.pop(seq)
+        buf = self._buffers[name]
+        b = buf.pop(seq)
+        if not buf:
+            del self._buffers[name]
+        self._count(b, -1)
+        (self._high if b.high_value else self._low).pop(seq, None)
+        return b
+
+    def _error_bound(self) -> float:
+        while self._errors:
+            neg, seq, bits = self._errors[0]
+            b = self._block(seq)
+            if b is not None and b.enc.bits == bits:
+                return -neg
+            heapq.heappop(self._errors)
+        return 0.0
+
+    # --- writing (one writer at a time) ---------------------------------------------------
 
     def write(self, name: str, values: npt.ArrayLike, *, value: float, now: float) -> bool:
         """Append a block. False (and counted) when it cannot fit even after making room."""
@@ -142,11 +206,12 @@ class TieredPool:
         with self._lock:
             self._seq += 1
             block = Block(self._seq, now, float(value), high, enc)
-            self._add(name, block)
+            self._index(name, block)
             report = PoolReport(0, 0, 0.0)
-            self._enforce(report, protect=block)
+            self._enforce(report, protect=block.seq)
             if report.rejected:
-                self._remove(block.seq)
+                if block.seq in self._where:
+                    self._drop(block.seq)
                 self.rejected_writes += 1
                 return False
             return True
@@ -163,71 +228,17 @@ class TieredPool:
             if reserve is not None:
                 self._set_reserve(reserve)
             report = PoolReport(before, before, 0.0)
-            for held in [t for t in self._ordinary if t > bits]:
-                for seq in list(self._ordinary[held]):
-                    self._downgrade(seq, bits, report)
+            rank: dict[int, int] = {b: i for i, b in enumerate(ladder(self.top_bits))}
+            target = rank.get(bits, 0)
+            for held in [b for b in self._by_bits if rank.get(b, 0) > target]:
+                for seq in list(self._by_bits[held]):
+                    b = self._block(seq)
+                    if b is not None:
+                        self._swap(self._where[seq], b, self._downgrade(b, bits, report))
             self._enforce(report)
             report.bytes_after = self.nbytes()
             report.error_bound = self._error_bound()
             return report
-
-    # --- bookkeeping (under the lock) ---------------------------------------------------------
-
-    def _current(self, seq: int, bits: int) -> Block | None:
-        name = self._where.get(seq)
-        block = None if name is None else self._buffers[name].get(seq)
-        return block if block is not None and block.enc.bits == bits else None
-
-    def _index(self, b: Block, sign: int) -> None:
-        bits, size = b.enc.bits, b.enc.nbytes
-        self._bytes += sign * size
-        self._by_tier_bytes[bits] = self._by_tier_bytes.get(bits, 0) + sign * size
-        if sign > 0:
-            heapq.heappush(self._errors, (-b.enc.rel_error, b.seq, bits))
-            if b.high_value:
-                self._high[b.seq] = None
-            else:
-                self._ordinary.setdefault(bits, OrderedDict())[b.seq] = None
-                if bits > 8:
-                    heapq.heappush(self._lowerable, (b.value, b.seq, bits))
-        elif b.high_value:
-            self._high.pop(b.seq, None)
-        else:
-            self._ordinary[bits].pop(b.seq, None)
-        self._compact()
-
-    def _compact(self) -> None:
-        """Drop stale heap entries once they outnumber the live blocks."""
-        live = len(self._where)
-        for attr in ("_lowerable", "_errors"):
-            heap: list[tuple[float, int, int]] = getattr(self, attr)
-            if len(heap) > 2 * live + 64:
-                fresh = [e for e in heap if self._current(e[1], e[2]) is not None]
-                heapq.heapify(fresh)
-                setattr(self, attr, fresh)
-
-    def _add(self, name: str, b: Block) -> None:
-        self._buffers.setdefault(name, {})[b.seq] = b
-        self._where[b.seq] = name
-        self._index(b, +1)
-
-    def _remove(self, seq: int) -> None:
-        name = self._where.pop(seq)
-        buf = self._buffers[name]
-        b = buf.pop(seq)
-        if not buf:
-            del self._buffers[name]
-        self._index(b, -1)
-
-    def _downgrade(self, seq: int, bits: int, report: PoolReport) -> None:
-        name = self._where[seq]
-        b = self._buffers[name][seq]
-        self._index(b, -1)
-        new = Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
-        self._buffers[name][seq] = new  # same key: the buffer keeps its order
-        self._index(new, +1)
-        report.downgraded += 1
-        self.downgraded += 1
 
     def _set_reserve(self, on: bool) -> None:
         if on and self._reserve is None:
@@ -236,50 +247,51 @@ class TieredPool:
         elif not on:
             self._reserve = None
 
-    def _lowest_lowerable(self) -> Block | None:
-        heap = self._lowerable
-        while heap:
-            _, seq, bits = heap[0]
-            b = self._current(seq, bits)
-            if b is not None:
+    def _downgrade(self, b: Block, bits: int, report: PoolReport) -> Block:
+        report.downgraded += 1
+        self.downgraded += 1
+        return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
+
+    def _next_lowerable(self) -> Block | None:
+        """The lowest-value, oldest low-value block above 8 bits."""
+        while self._lowerable:
+            _, seq, bits = self._lowerable[0]
+            b = self._block(seq)
+            if b is not None and b.enc.bits == bits and not b.high_value and bits > 8:
                 return b
-            heapq.heappop(heap)
+            heapq.heappop(self._lowerable)
         return None
 
-    def _oldest(self, protect: Block | None) -> int | None:
-        """The oldest ordinary block other than ``protect``."""
-        best: int | None = None
-        for held in self._ordinary.values():
-            for seq in held:
-                if protect is None or seq != protect.seq:
-                    best = seq if best is None else min(best, seq)
-                    break
-        return best
+    def _oldest(self, seqs: OrderedDict[int, None], protect: int | None) -> int | None:
+        for seq in seqs:  # the protected block is the newest: at most one step past the first
+            if seq != protect:
+                return seq
+        return None
 
-    def _enforce(self, report: PoolReport, protect: Block | None = None) -> None:
+    def _enforce(self, report: PoolReport, protect: int | None = None) -> None:
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
-            b = self._lowest_lowerable()
+            b = self._next_lowerable()
             if b is not None:
                 lower = steps[max(0, steps.index(b.enc.bits) - 1)] if b.enc.bits in steps else 8
-                self._downgrade(b.seq, lower, report)
+                self._swap(self._where[b.seq], b, self._downgrade(b, lower, report))
                 continue
             if self._reserve is not None:
                 self._reserve = None  # the reserve is a bet; real data comes first
                 continue
-            seq = self._oldest(protect)
+            seq = self._oldest(self._low, protect)
             if seq is not None:
-                self._remove(seq)
+                self._drop(seq)
                 report.evicted += 1
                 self.evicted += 1
                 continue
             if protect is not None:  # a new block that cannot fit: refuse it, keep what is stored
                 report.rejected += 1
                 return
-            if not self._high:
+            seq = self._oldest(self._high, None)
+            if seq is None:
                 return
-            seq = next(iter(self._high))
             log.warning("budget below the high-value data alone: evicting high-value block %d", seq)
-            self._remove(seq)
+            self._drop(seq)
             report.evicted_high_value += 1
             self.evicted_high_value += 1

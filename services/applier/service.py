@@ -37,7 +37,9 @@ from shared.signing import KeyRing, verify
 log = logging.getLogger("qas.applier")
 SEEN_IDS = 10_000
 TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks ...
-TICK_FLUSH_SECONDS = 5.0  # ... or once the oldest buffered one waited this long (slow feeds)
+TICK_FLUSH_SECONDS = 5.0  # ... else one timer for all symbols sweeps the buffers this often,
+TICK_MIN_BLOCK = 64  # writing those with at least this many ticks ...
+TICK_MAX_WAIT_SECONDS = 60.0  # ... or whose oldest tick waited this long (slow feeds)
 
 
 class ApplierService(ConsumingService):
@@ -70,6 +72,7 @@ class ApplierService(ConsumingService):
         self.event_clock = event_clock  # replays: judge a decision at its own time
         self._ticks: dict[str, list[float]] = {}
         self._tick_since: dict[str, float] = {}  # when each symbol's buffer got its first tick
+        self._next_sweep: float | None = None  # the one flush timer, for every symbol
         self._profit = 0.5  # the value tag for new pool blocks: the last decision's profit
         # None only with --insecure-unsigned (or a test): then signatures are not checked.
         self.verifier = verifier
@@ -179,7 +182,13 @@ class ApplierService(ConsumingService):
             self.on_result(result)
 
     async def on_tick(self, tick: PriceTick) -> None:
-        """The engine's prices, kept in the pool at the decided precision."""
+        """The engine's prices, kept in the pool at the decided precision.
+
+        A symbol's ticks are written as one block when TICK_BLOCK have arrived. Slower symbols
+        share one timer: every TICK_FLUSH_SECONDS the buffers holding at least TICK_MIN_BLOCK
+        ticks, or waiting TICK_MAX_WAIT_SECONDS, are written; 1 000 slow symbols do not make
+        1 000 tiny blocks every few seconds.
+        """
         if self.pool is None:
             return
         buf = self._ticks.setdefault(tick.symbol, [])
@@ -187,13 +196,26 @@ class ApplierService(ConsumingService):
         if not buf:
             self._tick_since[tick.symbol] = now
         buf.append(tick.price)
-        if len(buf) >= TICK_BLOCK or now - self._tick_since[tick.symbol] >= TICK_FLUSH_SECONDS:
-            self._ticks[tick.symbol] = []
-            if not self.pool.write(
-                f"prices/{tick.symbol}", buf, value=self._profit, now=tick.event_time
-            ):
-                self.stats["pool_rejected_writes"] += 1
+        if len(buf) >= TICK_BLOCK:
+            self._flush(tick.symbol, tick.event_time)
             self.metrics.observe_pool(self.pool)
+        if self._next_sweep is None:
+            self._next_sweep = now + TICK_FLUSH_SECONDS
+        elif now >= self._next_sweep:
+            self._next_sweep = now + TICK_FLUSH_SECONDS
+            due = [sym for sym, b in self._ticks.items() if len(b) >= TICK_MIN_BLOCK
+                   or (b and now - self._tick_since[sym] >= TICK_MAX_WAIT_SECONDS)]  # fmt: skip
+            for sym in due:
+                self._flush(sym, tick.event_time)
+            if due:
+                self.metrics.observe_pool(self.pool)
+
+    def _flush(self, symbol: str, event_time: float) -> None:
+        assert self.pool is not None
+        buf = self._ticks.pop(symbol)
+        self._tick_since.pop(symbol, None)
+        if not self.pool.write(f"prices/{symbol}", buf, value=self._profit, now=event_time):
+            self.stats["pool_rejected_writes"] += 1
 
     async def on_sensors(self, s: SensorReading) -> None:
         self.metrics.observe_sensors(s)

@@ -51,7 +51,7 @@ def test_the_canonical_bytes_are_the_domain_then_the_json_without_the_signature(
     signed = sign(_decision(), RING.signer)
     data = canonical_bytes(signed)
     assert data.startswith(DOMAIN)
-    body = msgspec.json.decode(data[len(DOMAIN):])
+    body = msgspec.json.decode(data[len(DOMAIN) :])
     assert body["signature"] is None and body["key_id"] == "new"
     assert body == {**msgspec.json.decode(encode(signed)), "signature": None}
 
@@ -73,7 +73,9 @@ def test_every_key_verifies_and_only_the_first_signs() -> None:
         (dict(signature="not hex"), "bad_signature"),
     ],
 )
-def test_unsigned_unknown_altered_and_forged_decisions_fail(change: dict[str, object], code: str) -> None:
+def test_unsigned_unknown_altered_and_forged_decisions_fail(
+    change: dict[str, object], code: str
+) -> None:
     signed = sign(_decision(), RING.signer)
     bad = _on_the_wire(msgspec.structs.replace(signed, **change))  # type: ignore[arg-type]
     fault = verify(bad, RING)

@@ -51,7 +51,9 @@ def test_every_tier_round_trips_the_sample_near_its_nominal_size(t: TierSpec) ->
 
 
 def test_unknown_tier_raises_naming_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown precision tier 12; expected one of 8, 16, 32, 64, 80"):
+    with pytest.raises(
+        ValueError, match=r"unknown precision tier 12; expected one of 8, 16, 32, 64, 80"
+    ):
         tier(12)
     with pytest.raises(ValueError, match="expected one of 8, 16, 32, 64, 80"):
         codecs.encode(PRICES, 12)

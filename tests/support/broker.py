@@ -45,8 +45,15 @@ class TansuBroker:
         auth = ["--authentication"] if self.authentication else []
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "broker", "--listener-url", url, "--advertised-listener-url",
-                 advertised, *auth],
+                [
+                    self.binary,
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    advertised,
+                    *auth,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -16,7 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
-from services.applier.service import TICK_BLOCK, TICK_FLUSH_SECONDS, ApplierService
+from services.applier.service import (
+    TICK_FLUSH_SECONDS,
+    TICK_MAX_WAIT_SECONDS,
+    TICK_MIN_BLOCK,
+    ApplierService,
+)
 from services.bus.memory import MemoryBus
 from services.observer import sysfs
 from shared.config import DecisionConstants, Settings
@@ -102,7 +107,7 @@ async def test_ticks_fill_the_pool_and_apply_results_carry_its_figures() -> None
     assert snap.tiers == (8, 8) and np.max(np.abs(snap.values - prices) / prices) <= r.error_bound
 
 
-async def test_a_slow_feed_reaches_the_pool_within_the_flush_interval() -> None:
+async def test_a_slow_feed_reaches_the_pool_within_the_longest_wait() -> None:
     now = [100.0]
     pool = TieredPool(budget_bytes=10**8)
     svc = ApplierService(MemoryBus(), S, "me", pool=pool, clock=lambda: now[0])
@@ -116,11 +121,34 @@ async def test_a_slow_feed_reaches_the_pool_within_the_flush_interval() -> None:
     assert pool.blocks("prices/ES") == ()  # 3 ticks in 2 s: still buffered (block of TICK_BLOCK)
     now[0] += TICK_FLUSH_SECONDS
     await svc.on_tick(tick(3))
+    assert pool.blocks("prices/ES") == ()  # the timer fired, but 4 < TICK_MIN_BLOCK ticks
+    now[0] += TICK_MAX_WAIT_SECONDS
+    await svc.on_tick(tick(4))
     snap = pool.read("prices/ES")
-    assert snap.values.size == 4 < TICK_BLOCK
-    assert np.allclose(snap.values, 43_210.5 + np.arange(4), rtol=snap.rel_error)
-    await svc.on_tick(tick(4))  # the next block starts afresh
+    assert snap.values.size == 5 < TICK_MIN_BLOCK
+    assert np.allclose(snap.values, 43_210.5 + np.arange(5), rtol=snap.rel_error)
+    await svc.on_tick(tick(5))  # the next block starts afresh
     assert len(pool.blocks("prices/ES")) == 1
+
+
+async def test_many_slow_symbols_share_one_timer_and_write_blocks_of_the_minimum_size() -> None:
+    now = [0.0]
+    pool = TieredPool(budget_bytes=10**9)
+    svc = ApplierService(MemoryBus(), S, "me", pool=pool, clock=lambda: now[0])
+    symbols, seconds = 1000, 50
+    for second in range(seconds):  # each symbol ticks twice a second
+        for k in range(2):
+            for s in range(symbols):
+                await svc.on_tick(PriceTick(event_time=second + k / 2, host_id="h",
+                                            symbol=f"S{s}", price=100.0 + s + k))  # fmt: skip
+        now[0] += 1.0
+    blocks = [b for name in pool.names() for b in pool.blocks(name)]
+    # the old per-symbol 5 s rule wrote 1000 blocks of 10 ticks every 5 s (9 000 by now)
+    assert len(blocks) == symbols  # one sweep found each symbol at >= TICK_MIN_BLOCK ticks
+    assert min(b.enc.n for b in blocks) >= TICK_MIN_BLOCK
+    assert (
+        sum(b.enc.n for b in blocks) + sum(map(len, svc._ticks.values())) == symbols * seconds * 2
+    )
 
 
 def test_cgroup_v2_tree_and_dry_run(tmp_path: Path) -> None:

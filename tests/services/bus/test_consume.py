@@ -17,8 +17,9 @@ async def _run_until(bus: MemoryBus, routes: dict[str, Route], done, stats):  # 
             bus,
             consumer,
             routes,
-            Subscriber(group="svc", service="test", host_id="me", dlq_topic="qas.dlq",
-                       poll_seconds=0.02),
+            Subscriber(
+                group="svc", service="test", host_id="me", dlq_topic="qas.dlq", poll_seconds=0.02
+            ),
             stop=stop,
             stats=stats,
         )

@@ -95,16 +95,20 @@ class Opt:
     required_in: tuple[str, ...] = ()  # commands where it must be given (flag or variable)
     short: str | None = None
     positional: bool = False
+    command_defaults: tuple[tuple[str, Any], ...] = ()  # (command, default) where it differs
+
+    def default_in(self, command: str) -> Any:
+        return dict(self.command_defaults).get(command, self.default)
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
-    def env_value(self) -> Any:
+    def env_value(self, command: str = "") -> Any:
         """The variable's value converted, or the default; OptionError names the variable."""
         raw = os.environ.get(self.env) if self.env else None
         if raw in (None, ""):
-            return self.default
+            return self.default_in(command)
         try:
             value = boolean(raw) if self.switch else self.type(raw)
         except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -120,6 +124,8 @@ class Opt:
             note.append(f"env {self.env}")
         if not self.switch and self.default not in (None, "") and not self.positional:
             note.append(f"default {self.default}")
+        for command, value in self.command_defaults:
+            note.append(f"{command}: {value}")
         return self.help + (f" [{'; '.join(note)}]" if note else "")
 
 
@@ -165,11 +171,12 @@ OPTIONS: tuple[Opt, ...] = (
         "variable; there is no password flag)", BROKER, Path, None, "QAS_SASL_PASSWORD_FILE",
         metavar="PATH"),
     # Metrics.
-    Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one)",
-        ENACTING, port, 9464, "QAS_METRICS_PORT", metavar="PORT"),
-    Opt("--metrics-addr", "address for /metrics", ENACTING, str, "127.0.0.1", "QAS_METRICS_ADDR",
+    Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one; qas run serves "
+        "one page for its three services)", SERVICES, port, 9464, "QAS_METRICS_PORT",
+        metavar="PORT", command_defaults=(("decider", 9465), ("observer", 9466))),
+    Opt("--metrics-addr", "address for /metrics", SERVICES, str, "127.0.0.1", "QAS_METRICS_ADDR",
         metavar="ADDR"),
-    Opt("--no-metrics", "do not serve /metrics", ENACTING, env="QAS_NO_METRICS", switch=True,
+    Opt("--no-metrics", "do not serve /metrics", SERVICES, env="QAS_NO_METRICS", switch=True,
         default=False),
     # Actuators: all off until configured.
     Opt("--cgroup", "enact memory/CPU limits on this cgroup directory (v2, or the v1 memory "
@@ -232,7 +239,7 @@ def add_options(p: argparse.ArgumentParser, command: str) -> None:
             p.add_argument(o.dest, type=o.type, metavar=o.metavar, help=o.help_text())
             continue
         names = [o.short, o.flag] if o.short else [o.flag]
-        value = o.env_value()
+        value = o.env_value(command)
         required = command in o.required_in and (value is None)
         if o.switch:
             p.add_argument(*names, action="store_true", default=value, help=o.help_text())
@@ -260,6 +267,8 @@ def options_markdown() -> str:
             continue
         flag = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
         shown = "off" if o.switch else ("-" if o.default in (None, "") else f"{o.default}")
+        if o.command_defaults:
+            shown += "".join(f" ({c}: {v})" for c, v in o.command_defaults)
         commands = ", ".join(o.commands) or "all"
         meaning = o.help.replace("|", "\\|")
         rows.append(f"| {flag} | {f'`{o.env}`' if o.env else '-'} | {shown} | {commands} | "

@@ -121,6 +121,12 @@ class MemoryConsumer:
             self._bus._parts(topic)[i].end > pos for (topic, i), pos in self._position.items()
         )
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        return {
+            (topic, i): max(0, self._bus._parts(topic)[i].end - pos)
+            for (topic, i), pos in self._position.items()
+        }
+
     async def commit(self, records: Sequence[Record]) -> None:
         committed = self._bus._committed.setdefault(self._group, {})
         for key, offset in commit_offsets(records).items():

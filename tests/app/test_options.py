@@ -62,5 +62,5 @@ def test_each_service_has_its_own_default_metrics_port() -> None:
     for command in ("run", "applier", "decider", "observer"):
         p = argparse.ArgumentParser()
         add_options(p, command)
-        ports[command] = p.parse_args([]).metrics_port
+        ports[command] = p.parse_args(["--bootstrap-servers", "h:9092"]).metrics_port
     assert ports == {"run": 9464, "applier": 9464, "decider": 9465, "observer": 9466}

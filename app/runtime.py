@@ -247,7 +247,7 @@ async def run_services(
             "decider": decider_metrics,
             "applier": metrics,
         }
-        page = Page(*(mine[name].registry for name in services))
+        page = Page(*(mine[name].registry for name in services), host=host)
         for svc in services.values():
             if hasattr(svc, "lag"):
                 page.lag.watch(svc.group, svc.lag)

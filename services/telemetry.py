@@ -116,15 +116,17 @@ class _Merged(Collector):
         yield from families.values()
 
 
-def build_registry() -> CollectorRegistry:
-    """Build info and process metrics, once per process."""
+def build_registry(host: str) -> CollectorRegistry:
+    """Build info (with the host id, so rules can join it onto host-less series by instance)
+    and process metrics, once per process."""
     r = CollectorRegistry(auto_describe=True)
     info = GaugeMetricFamily(
         "qas_build_info",
-        "QAS build: version, message schema version and the codec kernel in use (always 1)",
-        labels=["version", "schema_version", "codec_kernel"],
+        "QAS build: version, message schema version, the codec kernel in use and the host id "
+        "this process runs as (always 1)",
+        labels=["version", "schema_version", "codec_kernel", "host"],
     )
-    info.add_metric([qas_version(), str(SCHEMA_VERSION), KERNEL], 1.0)
+    info.add_metric([qas_version(), str(SCHEMA_VERSION), KERNEL, host], 1.0)
 
     class _Info(Collector):
         def collect(self) -> Iterator[Metric]:
@@ -138,10 +140,10 @@ def build_registry() -> CollectorRegistry:
 class Page:
     """One /metrics page for the services of one process."""
 
-    def __init__(self, *registries: CollectorRegistry) -> None:
+    def __init__(self, *registries: CollectorRegistry, host: str = "") -> None:
         self.registries = registries
         self.registry = CollectorRegistry(auto_describe=False)
-        own = build_registry()
+        own = build_registry(host)
         self.lag = LagCollector()  # the consuming services' lag maps: watch(group, lag)
         own.register(self.lag)
         self.registry.register(_Merged([own, *registries]))

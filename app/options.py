@@ -20,8 +20,9 @@ SERVICES = ("run", "observer", "decider", "applier")
 KAFKA_ONLY = ("observer", "decider", "applier")  # --bootstrap-servers is required there
 ENACTING = ("run", "applier")
 REPLAYING = ("replay", "report")
-BROKER = (*SERVICES, *REPLAYING)  # everything that may talk to Kafka
-SIGNING = ("run", "decider", "applier", *REPLAYING)
+BROKER = (*SERVICES, *REPLAYING, "top")  # everything that may talk to Kafka
+SIGNING = ("run", "decider", "applier", *REPLAYING, "top")
+TOP = ("top",)  # qas top: on Kafka it only watches; embedded it runs the pipeline it shows
 
 
 class OptionError(Exception):
@@ -133,16 +134,17 @@ OPTIONS: tuple[Opt, ...] = (
     # Where and who.
     Opt("--bootstrap-servers", "Kafka bootstrap servers; omitted: the embedded in-process bus "
         "(no broker needed) where the command allows it",
-        (*SERVICES, *REPLAYING), bootstrap, None, "QAS_BOOTSTRAP_SERVERS", metavar="HOST:PORT",
+        (*SERVICES, *REPLAYING, *TOP), bootstrap, None, "QAS_BOOTSTRAP_SERVERS",
+        metavar="HOST:PORT",
         required_in=KAFKA_ONLY),
     Opt("--host-id", "host id used as the message key (default: the hostname)",
-        (*SERVICES, *REPLAYING, "hardware", "decide"), str, "", "QAS_HOST_ID"),
+        (*SERVICES, *REPLAYING, *TOP, "hardware", "decide"), str, "", "QAS_HOST_ID"),
     Opt("--connect-timeout", "how long to retry an unreachable broker before giving up",
-        SERVICES, positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
     Opt("--sensor-interval", "seconds between sensor readings",
-        SERVICES, positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
     Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",
-        SERVICES, positive_float, None, "QAS_DURATION", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, None, "QAS_DURATION", metavar="SECONDS"),
     Opt("--json", "print one JSON object per line on stdout for every decision and apply "
         "result (field 'type': 'decision' or 'applied')",
         (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
@@ -191,9 +193,9 @@ OPTIONS: tuple[Opt, ...] = (
         env="QAS_DRY_RUN", switch=True, default=False),
     # The demo market.
     Opt("--market", "sample: feed the shipped S&P 500 2007-2009 sample, looping, as the market "
-        "when no engine publishes", ("run",), str, "none", "QAS_MARKET",
+        "when no engine publishes", ("run", *TOP), str, "none", "QAS_MARKET",
         choices=("none", "sample")),
-    Opt("--market-rate", "pace of --market sample", ("run",), positive_float, 20.0,
+    Opt("--market-rate", "pace of --market sample", ("run", *TOP), positive_float, 20.0,
         "QAS_MARKET_RATE", metavar="ROWS_PER_SECOND"),
     # Replay and report.
     Opt("csv", "price file: Yahoo OHLCV, FRED two-column, or pandas OHLCV; '.gz' is read too; "
@@ -211,6 +213,9 @@ OPTIONS: tuple[Opt, ...] = (
         ("keygen",), Path, metavar="KEY_FILE", positional=True),
     Opt("--key-id", "id of the new key (default: k + today's date + 4 random hex digits)",
         ("keygen",), str, None, metavar="ID"),
+    # qas top.
+    Opt("--host", "qas top: show this host only (default: every host seen)", TOP, str, "",
+        "QAS_TOP_HOST", metavar="HOST_ID"),
     # One decision.
     Opt("--entropy", "market entropy in [0, 1]", ("decide",), unit_float, required_in=("decide",)),
     Opt("--thermal", "thermal state in [0, 1] (default: measured on this machine)", ("decide",),

@@ -293,3 +293,30 @@ async def run_top(opts: Any, host: str | None, out: TextIO = sys.stdout) -> int:
                                      lag=lambda: memory_lag(memory, ("qas-decider",
                                                                      "qas-applier"))))  # fmt: skip
     return 0
+
+
+async def capture(opts: Any, seconds: float) -> TopState:
+    """Run the embedded pipeline for ``seconds`` and return what the view saw (for pictures)."""
+    from app.runtime import run_services
+
+    memory, stop, seen = MemoryBus(), asyncio.Event(), TopState()
+    pipeline = replace(opts, metrics_port=None, json=False, duration=seconds)
+
+    def keep(state: TopState) -> None:
+        nonlocal seen
+        seen = state
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run_services(pipeline, bus=memory, stop=stop))
+        tg.create_task(watch(memory, opts.settings, None, stop, tick=keep,
+                             lag=lambda: memory_lag(memory, ("qas-decider", "qas-applier"))))  # fmt: skip
+    return seen
+
+
+if __name__ == "__main__":  # python -m app.top OUT.svg: the README's picture of the live view
+    from app.runtime import Options
+
+    state = asyncio.run(capture(Options(market="sample", market_rate=50.0), 30.0))
+    console = Console(record=True, width=120, file=open(os.devnull, "w"))
+    console.print(render(state, None))
+    console.save_svg(sys.argv[1], title="qas top")

@@ -57,7 +57,7 @@ def qas_port() -> Iterator[int]:
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "run", "--market", "sample", "--market-rate", "50",
          "--sensor-interval", "0.5", "--metrics-port", str(port), "--host-id", HOST,
-         "--duration", "120"],
+         "--duration", "240"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -142,7 +142,8 @@ def test_every_panel_query_and_recording_rule_returns_data(prometheus: Prometheu
     firing = [a for a in prometheus.api("alerts")["data"]["alerts"] if a["state"] == "firing"]
     assert firing == [], firing
     dump = os.environ.get("QAS_DASHBOARD_DUMP")
-    if dump:
+    if dump:  # for the README's rendering: let the run go on a while first
+        time.sleep(float(os.environ.get("QAS_DASHBOARD_SECONDS", "0")))
         save_panels(prometheus, Path(dump))
 
 

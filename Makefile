@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo clean prometheus
 
 # setup.py builds the C block encoder; editing it or its source re-runs the install
 $(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
@@ -18,8 +18,23 @@ run: $(STAMP)
 	$(BIN)/qas run $(ARGS)
 
 ## make test: lint, mypy --strict on every package, then the whole suite (starts its own Kafka broker)
-test: $(STAMP) lint
+test: $(STAMP) lint prometheus
 	$(BIN)/python -m pytest $(ARGS)
+
+## the real Prometheus and promtool the monitoring tests use (Debian package `prometheus`):
+## installed here when missing and we are root with apt-get; QAS_SKIP_PROMETHEUS=1 skips them
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
+	elif [ "$$QAS_SKIP_PROMETHEUS" = 1 ]; then \
+	  echo "QAS_SKIP_PROMETHEUS=1: the Prometheus tests will be skipped"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian package prometheus (for prometheus and promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	else \
+	  echo "make test needs the Debian package 'prometheus' (prometheus and promtool): run" \
+	       "'sudo apt-get install prometheus', or set QAS_SKIP_PROMETHEUS=1 to skip those tests" >&2; \
+	  exit 1; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "hardware": "what the observer sees on this machine",
     "decide": "one decision for this machine, with its reasons",
     "keygen": "write a new signing key file (mode 0600) for the decider and applier",
+    "top": "live terminal view of decisions, inputs, pool, apply results, dead letters and lag "
+    "(one summary line per second in a pipe)",
 }
 
 
@@ -237,6 +239,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_report(args)
     if args.command == "keygen":
         return _cmd_keygen(args)
+    if args.command == "top":
+        from app.top import run_top
+
+        return asyncio.run(run_top(_options(args), args.host or None))
     return _cmd_decide(args)
 
 

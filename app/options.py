@@ -20,8 +20,9 @@ SERVICES = ("run", "observer", "decider", "applier")
 KAFKA_ONLY = ("observer", "decider", "applier")  # --bootstrap-servers is required there
 ENACTING = ("run", "applier")
 REPLAYING = ("replay", "report")
-BROKER = (*SERVICES, *REPLAYING)  # everything that may talk to Kafka
-SIGNING = ("run", "decider", "applier", *REPLAYING)
+BROKER = (*SERVICES, *REPLAYING, "top")  # everything that may talk to Kafka
+SIGNING = ("run", "decider", "applier", *REPLAYING, "top")
+TOP = ("top",)  # qas top: on Kafka it only watches; embedded it runs the pipeline it shows
 
 
 class OptionError(Exception):
@@ -95,16 +96,20 @@ class Opt:
     required_in: tuple[str, ...] = ()  # commands where it must be given (flag or variable)
     short: str | None = None
     positional: bool = False
+    command_defaults: tuple[tuple[str, Any], ...] = ()  # (command, default) where it differs
+
+    def default_in(self, command: str) -> Any:
+        return dict(self.command_defaults).get(command, self.default)
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
-    def env_value(self) -> Any:
+    def env_value(self, command: str = "") -> Any:
         """The variable's value converted, or the default; OptionError names the variable."""
         raw = os.environ.get(self.env) if self.env else None
         if raw in (None, ""):
-            return self.default
+            return self.default_in(command)
         try:
             value = boolean(raw) if self.switch else self.type(raw)
         except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -120,6 +125,8 @@ class Opt:
             note.append(f"env {self.env}")
         if not self.switch and self.default not in (None, "") and not self.positional:
             note.append(f"default {self.default}")
+        for command, value in self.command_defaults:
+            note.append(f"{command}: {value}")
         return self.help + (f" [{'; '.join(note)}]" if note else "")
 
 
@@ -127,20 +134,21 @@ OPTIONS: tuple[Opt, ...] = (
     # Where and who.
     Opt("--bootstrap-servers", "Kafka bootstrap servers; omitted: the embedded in-process bus "
         "(no broker needed) where the command allows it",
-        (*SERVICES, *REPLAYING), bootstrap, None, "QAS_BOOTSTRAP_SERVERS", metavar="HOST:PORT",
+        (*SERVICES, *REPLAYING, *TOP), bootstrap, None, "QAS_BOOTSTRAP_SERVERS",
+        metavar="HOST:PORT",
         required_in=KAFKA_ONLY),
     Opt("--host-id", "host id used as the message key (default: the hostname)",
-        (*SERVICES, *REPLAYING, "hardware", "decide"), str, "", "QAS_HOST_ID"),
+        (*SERVICES, *REPLAYING, *TOP, "hardware", "decide"), str, "", "QAS_HOST_ID"),
     Opt("--connect-timeout", "how long to retry an unreachable broker before giving up",
-        SERVICES, positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
     Opt("--fetch-max-wait-ms", "longest a Kafka fetch waits for data; Tansu holds every fetch this "
         "long, so it bounds latency there (README Benchmarks: 10 ms cut Kafka p99 about 4x "
         "against 100 ms at the same throughput)",
         BROKER, positive_float, 10.0, "QAS_FETCH_MAX_WAIT_MS", metavar="MS"),
     Opt("--sensor-interval", "seconds between sensor readings",
-        SERVICES, positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
     Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",
-        SERVICES, positive_float, None, "QAS_DURATION", metavar="SECONDS"),
+        (*SERVICES, *TOP), positive_float, None, "QAS_DURATION", metavar="SECONDS"),
     Opt("--json", "print one JSON object per line on stdout for every decision and apply "
         "result (field 'type': 'decision' or 'applied')",
         (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
@@ -169,11 +177,12 @@ OPTIONS: tuple[Opt, ...] = (
         "variable; there is no password flag)", BROKER, Path, None, "QAS_SASL_PASSWORD_FILE",
         metavar="PATH"),
     # Metrics.
-    Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one)",
-        ENACTING, port, 9464, "QAS_METRICS_PORT", metavar="PORT"),
-    Opt("--metrics-addr", "address for /metrics", ENACTING, str, "127.0.0.1", "QAS_METRICS_ADDR",
+    Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one; qas run serves "
+        "one page for its three services)", SERVICES, port, 9464, "QAS_METRICS_PORT",
+        metavar="PORT", command_defaults=(("decider", 9465), ("observer", 9466))),
+    Opt("--metrics-addr", "address for /metrics", SERVICES, str, "127.0.0.1", "QAS_METRICS_ADDR",
         metavar="ADDR"),
-    Opt("--no-metrics", "do not serve /metrics", ENACTING, env="QAS_NO_METRICS", switch=True,
+    Opt("--no-metrics", "do not serve /metrics", SERVICES, env="QAS_NO_METRICS", switch=True,
         default=False),
     # Actuators: all off until configured.
     Opt("--cgroup", "enact memory/CPU limits on this cgroup directory (v2, or the v1 memory "
@@ -188,9 +197,9 @@ OPTIONS: tuple[Opt, ...] = (
         env="QAS_DRY_RUN", switch=True, default=False),
     # The demo market.
     Opt("--market", "sample: feed the shipped S&P 500 2007-2009 sample, looping, as the market "
-        "when no engine publishes", ("run",), str, "none", "QAS_MARKET",
+        "when no engine publishes", ("run", *TOP), str, "none", "QAS_MARKET",
         choices=("none", "sample")),
-    Opt("--market-rate", "pace of --market sample", ("run",), positive_float, 20.0,
+    Opt("--market-rate", "pace of --market sample", ("run", *TOP), positive_float, 20.0,
         "QAS_MARKET_RATE", metavar="ROWS_PER_SECOND"),
     # Replay and report.
     Opt("csv", "price file: Yahoo OHLCV, FRED two-column, or pandas OHLCV; '.gz' is read too; "
@@ -208,6 +217,9 @@ OPTIONS: tuple[Opt, ...] = (
         ("keygen",), Path, metavar="KEY_FILE", positional=True),
     Opt("--key-id", "id of the new key (default: k + today's date + 4 random hex digits)",
         ("keygen",), str, None, metavar="ID"),
+    # qas top.
+    Opt("--host", "qas top: show this host only (default: every host seen)", TOP, str, "",
+        "QAS_TOP_HOST", metavar="HOST_ID"),
     # One decision.
     Opt("--entropy", "market entropy in [0, 1]", ("decide",), unit_float, required_in=("decide",)),
     Opt("--thermal", "thermal state in [0, 1] (default: measured on this machine)", ("decide",),
@@ -261,7 +273,7 @@ def add_options(p: argparse.ArgumentParser, command: str) -> None:
             p.add_argument(o.dest, type=o.type, metavar=o.metavar, help=o.help_text())
             continue
         names = [o.short, o.flag] if o.short else [o.flag]
-        value = o.env_value()
+        value = o.env_value(command)
         required = command in o.required_in and (value is None)
         if o.switch:
             p.add_argument(*names, action="store_true", default=value, help=o.help_text())
@@ -289,6 +301,8 @@ def options_markdown() -> str:
             continue
         flag = f"`{o.short}`, `{o.flag}`" if o.short else f"`{o.flag}`"
         shown = "off" if o.switch else ("-" if o.default in (None, "") else f"{o.default}")
+        if o.command_defaults:
+            shown += "".join(f" ({c}: {v})" for c, v in o.command_defaults)
         commands = ", ".join(o.commands) or "all"
         meaning = o.help.replace("|", "\\|")
         rows.append(f"| {flag} | {f'`{o.env}`' if o.env else '-'} | {shown} | {commands} | "

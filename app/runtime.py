@@ -35,10 +35,13 @@ from services.bus.consume import Rejected
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
 from services.bus.security import BrokerSecurity, sasl_password
+from services.decider.metrics import DeciderMetrics
 from services.decider.service import DeciderService
+from services.observer.metrics import ObserverMetrics
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
+from services.telemetry import Page
 from shared.config import Settings
 from shared.enactor import Enactor
 from shared.messages import ApplyResult, PriceTick, ScalingDecision, encode
@@ -281,12 +284,16 @@ async def run_services(
     host = opts.resolved_host_id
     await bus.start()
     metrics = Metrics()
+    observer_metrics, decider_metrics = ObserverMetrics(), DeciderMetrics()
+    page = Page()
     services: dict[str, Any] = {}
     try:
         if "observer" in which:
-            services["observer"] = ObserverService(bus, make_probe(opts), opts.settings)
+            services["observer"] = ObserverService(bus, make_probe(opts), opts.settings,
+                                                   metrics=observer_metrics)  # fmt: skip
         if "decider" in which:
-            services["decider"] = DeciderService(bus, opts.settings, host, signer=keys)
+            services["decider"] = DeciderService(bus, opts.settings, host, signer=keys,
+                                                 metrics=decider_metrics)  # fmt: skip
             if sink:
                 services["decider"].on_decision = sink.decision
         if "applier" in which:
@@ -300,9 +307,19 @@ async def run_services(
             if sink:
                 applier.on_result = sink.applied
             services["applier"] = applier
-            if opts.metrics_port is not None:
-                port = metrics.serve(opts.metrics_port, opts.metrics_addr)
-                log.info("metrics on http://%s:%d/metrics", opts.metrics_addr, port)
+        # One /metrics page for every service this process runs.
+        mine: dict[str, ObserverMetrics | DeciderMetrics | Metrics] = {
+            "observer": observer_metrics,
+            "decider": decider_metrics,
+            "applier": metrics,
+        }
+        page = Page(*(mine[name].registry for name in services), host=host)
+        for svc in services.values():
+            if hasattr(svc, "lag"):
+                page.lag.watch(svc.group, svc.lag)
+        if opts.metrics_port is not None:
+            port = page.serve(opts.metrics_port, opts.metrics_addr)
+            log.info("metrics on http://%s:%d/metrics", opts.metrics_addr, port)
         log.info(
             "running %s on %s as host %s",
             ", ".join(services),
@@ -317,6 +334,6 @@ async def run_services(
                 tg.create_task(sample_market(opts, bus, stop))
     finally:
         stop.set()
-        metrics.close()
+        page.close()
         await bus.stop()
     return {name: dict(svc.stats) for name, svc in services.items()}

@@ -29,6 +29,7 @@ class ConsumingService:
         self.host_id = host_id
         self.group = group
         self.stats: Counter[str] = Counter()
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind
         self._stop = asyncio.Event()
         self._progress = asyncio.Condition()
         self._stopped = False
@@ -39,7 +40,9 @@ class ConsumingService:
 
     def routes(self) -> dict[str, Route]:
         t = self.settings.topics
-        return {t.name(role): Route(BY_ROLE[role].message, h) for role, h in self.handlers().items()}
+        return {
+            t.name(role): Route(BY_ROLE[role].message, h) for role, h in self.handlers().items()
+        }
 
     @property
     def subscriber(self) -> Subscriber:
@@ -56,7 +59,7 @@ class ConsumingService:
             await self.on_start()
             await serve(
                 self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
-                on_batch=self._batch_done,
+                on_batch=self._batch_done, lag=self.lag,
             )  # fmt: skip
         finally:
             self._stopped = True

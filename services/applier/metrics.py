@@ -85,6 +85,9 @@ class Metrics:
         self.pool_bytes = Gauge(
             "qas_pool_bytes", "Bytes held by tiered memory pools", ["pool", "tier"], registry=r
         )
+        self.pool_budget = Gauge(
+            "qas_pool_budget_bytes", "Budget of each tiered memory pool", ["pool"], registry=r
+        )
         self.pool_error = Gauge(
             "qas_pool_error_bound_ratio",
             "Largest relative error bound of stored values",
@@ -116,6 +119,7 @@ class Metrics:
         for bits in ALL_BITS:
             self.pool_bytes.labels(name, str(bits)).set(by_tier.get(bits, 0))
         self.pool_bytes.labels(name, "reserve").set(pool.reserved_bytes)
+        self.pool_budget.labels(name).set(pool.budget_bytes)
         self.pool_error.labels(name).set(pool.error_bound())
 
     def observe_decision(self, d: ScalingDecision) -> None:

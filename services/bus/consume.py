@@ -142,12 +142,16 @@ async def consume(
     stop: asyncio.Event,
     stats: Counter[str],
     on_batch: Callable[[], Awaitable[None]] | None = None,
+    lag: dict[tuple[str, int], int] | None = None,
 ) -> None:
-    """Run until ``stop`` is set; the caller starts and stops the consumer."""
+    """Run until ``stop`` is set; the caller starts and stops the consumer. ``lag`` is
+    refreshed after every poll (records behind per topic and partition, for /metrics)."""
     delay = 0.2
     while not stop.is_set():
         try:
             records = await consumer.getmany(sub.poll_seconds, sub.max_records)
+            if lag is not None:
+                lag.update(await consumer.lag())
             for record in records:
                 route = routes.get(record.topic)
                 if route is not None:
@@ -176,11 +180,14 @@ async def serve(
     stop: asyncio.Event,
     stats: Counter[str],
     on_batch: Callable[[], Awaitable[None]] | None = None,
+    lag: dict[tuple[str, int], int] | None = None,
 ) -> None:
     """A service's whole consuming life: join the group, consume until stop, leave cleanly."""
     consumer = bus.consumer(list(routes), sub.group)
     await consumer.start()
     try:
-        await consume(bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch)
+        await consume(
+            bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch, lag=lag
+        )
     finally:
         await consumer.stop()

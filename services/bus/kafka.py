@@ -268,6 +268,21 @@ class KafkaConsumer:
             for m in msgs
         ]
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """High watermark (from the last fetch response) minus our position, for the partitions
+        assigned now and already fetched from."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await consumer.position(tp)
+            out[(tp.topic, tp.partition)] = max(0, high - position)
+        return out
+
     async def commit(self, records: Sequence[Record]) -> None:
         assert self._consumer is not None, "commit before start"
         offsets = {TopicPartition(t, p): o for (t, p), o in commit_offsets(records).items()}

@@ -74,6 +74,14 @@ class MemoryBus:
     def consumer(self, topics: Sequence[str], group: str) -> MemoryConsumer:
         return MemoryConsumer(self, list(topics), group)
 
+    def group_lag(self, group: str) -> dict[tuple[str, int], int]:
+        """Records past a group's committed offsets, per (topic, partition) it has joined."""
+        committed = self._committed.get(group, {})
+        return {
+            (topic, i): max(0, self._parts(topic)[i].end - offset)
+            for (topic, i), offset in committed.items()
+        }
+
 
 class MemoryConsumer:
     def __init__(self, bus: MemoryBus, topics: list[str], group: str) -> None:
@@ -120,6 +128,12 @@ class MemoryConsumer:
         return any(
             self._bus._parts(topic)[i].end > pos for (topic, i), pos in self._position.items()
         )
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        return {
+            (topic, i): max(0, self._bus._parts(topic)[i].end - pos)
+            for (topic, i), pos in self._position.items()
+        }
 
     async def commit(self, records: Sequence[Record]) -> None:
         committed = self._bus._committed.setdefault(self._group, {})

@@ -16,6 +16,7 @@ import msgspec
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
 from services.bus.consume import publish_retrying
+from services.decider.metrics import DeciderMetrics
 from shared.config import Settings
 from shared.decision import decide
 from shared.hoststate import HostState
@@ -49,6 +50,7 @@ class DeciderService(ConsumingService):
         group: str = "qas-decider",
         event_clock: bool = False,
         signer: KeyRing | None = None,
+        metrics: DeciderMetrics | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
@@ -63,6 +65,7 @@ class DeciderService(ConsumingService):
         self.signer = signer  # None only with --insecure-unsigned (or a test)
         # Sequences restart with this process: the epoch orders them across restarts.
         self.epoch = int(time.time() * 1000)
+        self.metrics = metrics or DeciderMetrics()
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())
@@ -79,6 +82,7 @@ class DeciderService(ConsumingService):
         )
         if decision is None:
             self.stats["held"] += 1
+            self.metrics.observe_held(host_id)
             return
         state.pending_change = False
         decision = msgspec.structs.replace(decision, sequence_epoch=self.epoch)
@@ -93,25 +97,30 @@ class DeciderService(ConsumingService):
             "decision",
         )
         self.stats["decisions"] += 1
+        self.metrics.observe_decision(decision)
         if self.on_decision is not None:
             self.on_decision(decision)
 
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
+        self.metrics.observe_input(snap.host_id, "hardware")
         self._host(snap.host_id).observe_hardware(snap)
         if not self.event_clock:  # replays: market events set the time and drive decisions
             await self._evaluate(snap.host_id)
 
     async def on_sensors(self, reading: SensorReading) -> None:
+        self.metrics.observe_input(reading.host_id, "sensors")
         self._host(reading.host_id).sensors = reading
         if not self.event_clock:
             await self._evaluate(reading.host_id)
 
     async def on_entropy(self, msg: MarketEntropy) -> None:
+        self.metrics.observe_input(msg.host_id, "entropy")
         self._event_time = msg.event_time
         self._host(msg.host_id).entropy = msg
         await self._evaluate(msg.host_id)
 
     async def on_profit(self, msg: ProfitPotential) -> None:
+        self.metrics.observe_input(msg.host_id, "profit")
         self._event_time = msg.event_time
         self._host(msg.host_id).profit = msg
         await self._evaluate(msg.host_id)
@@ -132,6 +141,7 @@ class DeciderService(ConsumingService):
         """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
         unless the engine's own values are fresh."""
         self._event_time = tick.event_time
+        self.metrics.observe_input(tick.host_id, "ticks")
         est = self._estimator(tick.host_id, tick.symbol)
         derived = est.update(tick.price, tick.event_time)
         if derived is None:
@@ -166,6 +176,10 @@ class DeciderService(ConsumingService):
         self._event_time = max(self._event_time, report.event_time)
         state.feedback = report
         await self._evaluate(report.host_id)
+
+    async def on_start(self) -> None:
+        self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
+        self.metrics.watch_dead_letters("decider", self.stats)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from services.bus.base import Bus
 from services.bus.consume import publish_retrying
+from services.observer.metrics import ObserverMetrics
 from services.observer.probe import HardwareProbe
 from shared.config import Settings
 from shared.messages import HardwareSnapshot, encode
@@ -25,6 +26,7 @@ class ObserverService:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ObserverMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.probe = probe
@@ -32,11 +34,14 @@ class ObserverService:
         self.clock = clock
         self.stats: Counter[str] = Counter()
         self.on_snapshot: Callable[[HardwareSnapshot], None] | None = None
+        self.metrics = metrics or ObserverMetrics()
+        self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
 
     async def _publish_snapshot(self, snap: HardwareSnapshot, stop: asyncio.Event) -> None:
         topic = self.settings.topics.hardware
         await publish_retrying(self.bus, topic, snap.host_id, encode(snap), stop, "hardware")
         self.stats["hardware_published"] += 1
+        self.metrics.observe_snapshot(snap)
         if snap.changed:
             self.stats["hardware_changes"] += 1
             log.warning(
@@ -67,6 +72,7 @@ class ObserverService:
                     "sensors",
                 )
                 self.stats["sensors_published"] += 1
+                self.metrics.observe_reading(reading)
                 if started >= next_inventory:
                     next_inventory = started + self.settings.inventory_interval_seconds
                     snap = await asyncio.to_thread(self.probe.snapshot)
@@ -78,6 +84,7 @@ class ObserverService:
                 if stop.is_set():
                     break
                 self.stats["sample_errors"] += 1
+                self.metrics.sample_errors.inc()
                 log.exception("sampling failed; continuing")
             try:
                 await asyncio.wait_for(stop.wait(), max(0.0, interval - (self.clock() - started)))

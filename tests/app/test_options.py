@@ -55,3 +55,12 @@ def test_readme_option_reference_is_the_option_table() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert options_markdown() in readme, "README's option table is stale: paste options_markdown()"
+
+
+def test_each_service_has_its_own_default_metrics_port() -> None:
+    ports = {}
+    for command in ("run", "applier", "decider", "observer"):
+        p = argparse.ArgumentParser()
+        add_options(p, command)
+        ports[command] = p.parse_args(["--bootstrap-servers", "h:9092"]).metrics_port
+    assert ports == {"run": 9464, "applier": 9464, "decider": 9465, "observer": 9466}

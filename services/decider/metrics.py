@@ -1,0 +1,114 @@
+"""The decider's Prometheus metrics, on a registry of its own (one per instance, no global state).
+
+The decision's fields the applier does not export (batch size, workers, quantum state), the
+inputs it decided on, decisions held by the stabiliser, seconds since the last decision and
+the age of every input, per host. Hosts are bounded (``LabelBound``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+from typing import get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from services.telemetry import AgeCollector, LabelBound
+from shared.messages import DecisionInputs, QuantumState, ScalingDecision
+
+MAX_HOSTS = 256
+QUANTUM_STATES: tuple[str, ...] = get_args(QuantumState)
+INPUTS = ("hardware", "sensors", "entropy", "profit", "ticks")
+
+
+class DeciderMetrics:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.host = LabelBound(MAX_HOSTS)
+        self.clock = clock
+        self.batch_size = Gauge(
+            "qas_batch_size", "Batch size of the last decision", ["host"], registry=r
+        )
+        self.workers = Gauge("qas_workers", "Workers of the last decision", ["host"], registry=r)
+        self.quantum_state = Gauge(
+            "qas_quantum_state",
+            "1 for the quantum state of the last decision, 0 for the others",
+            ["host", "state"],
+            registry=r,
+        )
+        self.entropy = Gauge(
+            "qas_market_entropy_ratio", "Market entropy the last decision used (0-1)", ["host"],
+            registry=r,
+        )  # fmt: skip
+        self.profit = Gauge(
+            "qas_profit_potential_ratio", "Profit potential the last decision used (0-1)",
+            ["host"], registry=r,
+        )  # fmt: skip
+        self.held = Counter(
+            "qas_decisions_held",
+            "Evaluations the stabiliser held back (no decision published)",
+            ["host"],
+            registry=r,
+        )
+        self.published = Counter(
+            "qas_decisions_published", "Decisions published", ["host"], registry=r
+        )
+        self.kafka_connected = Gauge(
+            "qas_kafka_connected", "1 when the bus is connected (always 1 in-process)", registry=r
+        )
+        self.last_decision: dict[str, float] = {}
+        self.last_input: dict[tuple[str, str], float] = {}
+        r.register(AgeCollector(
+            "qas_last_decision_age_seconds", "Seconds since the last decision, per host",
+            ["host"], lambda: (((h,), t) for h, t in self.last_decision.items()), self._now,
+        ))  # fmt: skip
+        r.register(AgeCollector(
+            "qas_input_age_seconds",
+            "Seconds since the decider last received each input, per host (wall clock)",
+            ["host", "input"], lambda: (((h, i), t) for (h, i), t in self.last_input.items()),
+            self._now,
+        ))  # fmt: skip
+        self._dead: dict[str, Tally[str]] = {}
+        r.register(_DeadLetters(self._dead))
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def watch_dead_letters(self, service: str, stats: Tally[str]) -> None:
+        self._dead[service] = stats
+
+    def observe_input(self, host_id: str, which: str) -> None:
+        self.last_input[(self.host(host_id), which)] = self.clock()
+
+    def observe_held(self, host_id: str) -> None:
+        self.held.labels(self.host(host_id)).inc()
+
+    def observe_decision(self, d: ScalingDecision) -> None:
+        h = self.host(d.host_id)
+        self.last_decision[h] = self.clock()
+        self.published.labels(h).inc()
+        self.batch_size.labels(h).set(d.batch_size)
+        self.workers.labels(h).set(d.workers)
+        for state in QUANTUM_STATES:
+            self.quantum_state.labels(h, state).set(1.0 if state == d.quantum_state else 0.0)
+        self.observe_inputs(h, d.inputs)
+
+    def observe_inputs(self, h: str, inputs: DecisionInputs) -> None:
+        self.entropy.labels(h).set(inputs.market_entropy)
+        self.profit.labels(h).set(inputs.profit_potential)
+
+
+class _DeadLetters(Collector):
+    def __init__(self, sources: dict[str, Tally[str]]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "qas_dead_letters", "Messages sent to the dead-letter topic", labels=["service"]
+        )
+        for service, stats in self.sources.items():
+            family.add_metric([service], stats.get("dead_letters", 0))
+        yield family

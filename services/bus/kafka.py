@@ -29,6 +29,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
     UnknownError,
+    UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
 
@@ -39,6 +40,14 @@ log = logging.getLogger("qas.bus.kafka")
 
 # Worth retrying at start-up: the broker is not listening or not ready yet.
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
+
+
+def bus_error(what: str, exc: BaseException) -> BusError:
+    """A BusError for a failed broker call, retriable as aiokafka marks its error (a time-out
+    is retriable: the broker may be back on the next call)."""
+    if isinstance(exc, TimeoutError):
+        return BusError(f"{what} timed out", retriable=True)
+    return BusError(f"{what} failed: {exc!r}", retriable=bool(getattr(exc, "retriable", False)))
 
 
 async def retry_start(
@@ -149,6 +158,14 @@ class KafkaBus:
         self.idempotent = idempotent
         self._connected = True
 
+    async def recreate_topics(self) -> None:
+        """Create again the topics that disappeared (a broker rebuilt or a topic deleted); bounded
+        by the connect time-out, and a failure is only logged (the next fault tries again)."""
+        try:
+            await asyncio.wait_for(self._ensure_topics(), self.connect_timeout)
+        except (TimeoutError, KafkaError, BusError) as exc:
+            log.warning("recreating topics failed: %r", exc)
+
     async def _ensure_topics(self) -> None:
         """Create the topics we own (hardware compacted); brokers that auto-create need not."""
         if not self._topics:
@@ -170,6 +187,12 @@ class KafkaBus:
                 if t not in existing
             ]
             if new:
+                if existing:  # some of ours are gone while the broker has others: say so
+                    log.warning(
+                        "creating %d missing topic(s) %s (%d present); consumer groups resume "
+                        "at the earliest offset that exists",
+                        len(new), [t.name for t in new], len(existing),
+                    )  # fmt: skip
                 try:
                     await admin.create_topics(new)
                 except KafkaError as exc:  # raced with another service, or not allowed
@@ -254,13 +277,28 @@ class KafkaConsumer:
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            # Leaving the group needs the broker; a stop must not wait for one that is away.
+            try:
+                await asyncio.wait_for(consumer.stop(), self.bus.send_timeout)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("consumer %s did not close cleanly: %r", self.group, exc)
+
+    async def _topic_gone(self) -> None:
+        log.warning("group %s: a subscribed topic is gone; recreating", self.group)
+        await self.bus.recreate_topics()
 
     async def getmany(self, timeout: float, max_records: int = 500) -> list[Record]:
         assert self._consumer is not None, "getmany before start"
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout * 1000), max_records=max_records
-        )
+        try:
+            batches = await asyncio.wait_for(
+                self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records),
+                timeout + self.bus.send_timeout,
+            )
+        except UnknownTopicOrPartitionError as exc:
+            await self._topic_gone()
+            raise bus_error(f"fetch for group {self.group}", exc) from None
+        except (TimeoutError, KafkaError) as exc:
+            raise bus_error(f"fetch for group {self.group}", exc) from None
         return [
             Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
             for msgs in batches.values()
@@ -273,8 +311,13 @@ class KafkaConsumer:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
+            await asyncio.wait_for(self._consumer.commit(offsets), self.bus.send_timeout)
+        except UnknownTopicOrPartitionError as exc:
+            # The topic went away under us (Tansu keeps topics in memory; a cluster rebuild or
+            # a deleted topic looks the same): create it again so the group can go on.
+            log.warning("group %s: commit failed (%r)", self.group, exc)
+            await self._topic_gone()
+        except (TimeoutError, KafkaError) as exc:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
             # the last committed offset, so these records are processed again, never lost.

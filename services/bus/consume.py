@@ -201,7 +201,10 @@ async def consume(
             if records:
                 await consumer.commit(records)
         except BusError as exc:
-            if not exc.retriable or stop.is_set():
+            if stop.is_set():  # stopping: what was not committed is redelivered, not lost
+                log.info("%s: stopping with the broker unavailable (%s)", sub.service, exc)
+                return
+            if not exc.retriable:
                 raise
             stats["broker_retries"] += 1
             log.warning("%s: %s; retrying in %.1f s", sub.service, exc, delay)

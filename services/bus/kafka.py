@@ -39,6 +39,10 @@ from services.bus.security import BrokerSecurity, preflight
 log = logging.getLogger("qas.bus.kafka")
 
 # Worth retrying at start-up: the broker is not listening or not ready yet.
+# Closing a client (leave the group, flush) waits for the broker at most this long: a stop must
+# not wait on a broker that is away.
+CLOSE_SECONDS = 3.0
+
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
 
 
@@ -205,7 +209,7 @@ class KafkaBus:
         self._connected = False
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.stop(), self.send_timeout)
+                await asyncio.wait_for(producer.stop(), min(self.send_timeout, CLOSE_SECONDS))
             except (TimeoutError, KafkaError) as exc:
                 log.warning("producer did not close cleanly: %s", exc)
 
@@ -279,7 +283,7 @@ class KafkaConsumer:
         if consumer is not None:
             # Leaving the group needs the broker; a stop must not wait for one that is away.
             try:
-                await asyncio.wait_for(consumer.stop(), self.bus.send_timeout)
+                await asyncio.wait_for(consumer.stop(), min(self.bus.send_timeout, CLOSE_SECONDS))
             except (TimeoutError, KafkaError) as exc:
                 log.warning("consumer %s did not close cleanly: %r", self.group, exc)
 

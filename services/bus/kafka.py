@@ -231,6 +231,56 @@ class KafkaBus:
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
         return KafkaConsumer(self, list(topics), group)
 
+    async def read_back(
+        self, topics: Sequence[str], seconds: float, tail: int | None = None
+    ) -> list[Record]:
+        try:
+            return await asyncio.wait_for(self._read_back(topics, tail), seconds)
+        except (TimeoutError, KafkaError) as exc:
+            raise bus_error(f"reading back {list(topics)}", exc) from None
+
+    async def _read_back(self, topics: Sequence[str], tail: int | None) -> list[Record]:
+        # No group: assigned partitions, positions set here, nothing committed.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-readback",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=int(self.fetch_max_wait * 1000),
+            **self.security,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()  # metadata for every topic, so partitions_for_topic knows
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            begin = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                start = begin[tp] if tail is None else max(begin[tp], end[tp] - tail)
+                consumer.seek(tp, start)
+            out: list[Record] = []
+            left = {tp for tp in tps if end[tp] > begin[tp]}
+            while left:
+                batches = await consumer.getmany(*left, timeout_ms=200, max_records=5000)
+                for tp, msgs in batches.items():
+                    out += [
+                        Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                        for m in msgs
+                        if m.offset < end[tp]
+                    ]
+                for tp in list(left):  # by position: compaction leaves gaps in offsets
+                    if await consumer.position(tp) >= end[tp]:
+                        left.discard(tp)
+            return out
+        finally:
+            await asyncio.wait_for(consumer.stop(), CLOSE_SECONDS)
+
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: KafkaConsumer) -> None:

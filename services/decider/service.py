@@ -16,6 +16,7 @@ import msgspec
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
 from services.bus.consume import publish_retrying
+from services.decider.rebuild import read_back_state
 from shared.config import Settings
 from shared.decision import decide
 from shared.hoststate import HostState
@@ -62,6 +63,14 @@ class DeciderService(ConsumingService):
         self.signer = signer  # None only with --insecure-unsigned (or a test)
         # Sequences restart with this process: the epoch orders them across restarts.
         self.epoch = int(time.time() * 1000)
+
+    async def on_start(self) -> None:
+        """Before the first record: the hardware and stabiliser state the bus still holds."""
+        rebuilt = await read_back_state(self.bus, self.settings, self.stats)
+        for host, snap in rebuilt.hardware.items():
+            self._host(host).hardware = snap  # known, not a change: no pending_change
+        for host, prior in rebuilt.priors.items():
+            self._host(host).prior = prior
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())

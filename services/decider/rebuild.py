@@ -1,0 +1,70 @@
+"""Read back what a (re)starting decider needs before its first decision (shared/rebuild.py).
+
+A restarted decider resumes its group at the committed offsets, so it would never see the
+compacted hardware snapshot again: it reads the hardware topic from the beginning and the tail
+of the decisions topic with a group-less reader, bounded in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TypeVar
+
+from msgspec import Struct
+
+from services.bus.base import Bus, BusError, Record
+from shared.bounds import refusal
+from shared.config import Settings
+from shared.messages import HardwareSnapshot, PriorState, ScalingDecision, decode
+from shared.rebuild import latest_per_host, prior_after
+
+log = logging.getLogger("qas.decider")
+
+READ_BACK_SECONDS = 15.0
+DECISIONS_TAIL = 1000  # last records per partition of the decisions topic
+
+
+@dataclass
+class Rebuilt:
+    hardware: dict[str, HardwareSnapshot]
+    priors: dict[str, PriorState]
+
+
+S = TypeVar("S", bound=Struct)
+
+
+def _decoded(records: list[Record], kind: type[S], stats: Counter[str]) -> list[S]:
+    out: list[S] = []
+    for r in records:
+        try:
+            if refusal(r.value):
+                raise ValueError("out of bounds")
+            out.append(decode(r.value, kind))
+        except Exception:  # the consume loop dead-letters these; here they are only skipped
+            stats["rebuild_skipped"] += 1
+    return out
+
+
+async def read_back_state(bus: Bus, settings: Settings, stats: Counter[str]) -> Rebuilt:
+    t = settings.topics
+    try:
+        hw_records = await bus.read_back([t.hardware], READ_BACK_SECONDS)
+        decision_records = await bus.read_back([t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL)
+    except BusError as exc:  # deciding from nothing beats not deciding: say so, go on
+        stats["rebuild_failed"] += 1
+        log.warning("state rebuild skipped: %s", exc)
+        return Rebuilt({}, {})
+    hardware = latest_per_host(_decoded(hw_records, HardwareSnapshot, stats))
+    priors: dict[str, PriorState] = {}
+    for host, d in latest_per_host(_decoded(decision_records, ScalingDecision, stats)).items():
+        try:
+            priors[host] = prior_after(d, settings.decision)
+        except Exception:  # a decision that does not replay: that host starts afresh
+            stats["rebuild_skipped"] += 1
+    log.info(
+        "state rebuilt: hardware for %d host(s), last decision for %d host(s) (%d records read)",
+        len(hardware), len(priors), len(hw_records) + len(decision_records),
+    )  # fmt: skip
+    return Rebuilt(hardware, priors)

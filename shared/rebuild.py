@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from shared.config import DecisionConstants
 from shared.decision import decide
-from shared.messages import Envelope, PriorState, ScalingDecision
+from shared.messages import Envelope, MarketEntropy, PriorState, ProfitPotential, ScalingDecision
 
 E = TypeVar("E", bound=Envelope)
 
@@ -38,3 +38,20 @@ def prior_after(decision: ScalingDecision, c: DecisionConstants) -> PriorState:
         stabilize=decision.stabilized,
     )
     return state
+
+
+def market_inputs(
+    decision: ScalingDecision,
+) -> tuple[MarketEntropy | None, ProfitPotential | None]:
+    """The market inputs the decision was made from, at their own event times (so they go stale
+    as they would have); None for an input the decision had not received."""
+    inp, t, h = decision.inputs, decision.event_time, decision.host_id
+    entropy = None
+    if inp.entropy_age_seconds is not None:
+        entropy = MarketEntropy(event_time=t - inp.entropy_age_seconds, host_id=h,
+                                value=inp.market_entropy, source="rebuilt")  # fmt: skip
+    profit = None
+    if inp.profit_age_seconds is not None:
+        profit = ProfitPotential(event_time=t - inp.profit_age_seconds, host_id=h,
+                                 value=inp.profit_potential, source="rebuilt")  # fmt: skip
+    return entropy, profit

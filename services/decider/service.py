@@ -71,6 +71,9 @@ class DeciderService(ConsumingService):
             self._host(host).hardware = snap  # known, not a change: no pending_change
         for host, prior in rebuilt.priors.items():
             self._host(host).prior = prior
+            self._host(host).entropy, self._host(host).profit = rebuilt.market[host]
+        for host, reading in rebuilt.sensors.items():
+            self._host(host).sensors = reading
 
     def _host(self, host_id: str) -> HostState:
         return self.hosts.setdefault(host_id, HostState())
@@ -110,7 +113,13 @@ class DeciderService(ConsumingService):
             await self._evaluate(snap.host_id)
 
     async def on_sensors(self, reading: SensorReading) -> None:
-        self._host(reading.host_id).sensors = reading
+        state = self._host(reading.host_id)
+        if state.sensors is not None and reading.event_time < state.sensors.event_time:
+            # Older than what the rebuild read back (a restart's redelivered backlog): deciding
+            # on it would decide on stale inputs.
+            self.stats["older_inputs_ignored"] += 1
+            return
+        state.sensors = reading
         if not self.event_clock:
             await self._evaluate(reading.host_id)
 

@@ -94,6 +94,8 @@ class ApplierConstants(Struct, frozen=True, kw_only=True):
     # ahead of this host's clock, is rejected.
     max_decision_age_seconds: Positive = 30.0
     max_decision_future_seconds: Positive = 5.0
+    # A decision's apply_after_seconds (per-host jitter) is honoured up to this long at most.
+    max_apply_after_seconds: Annotated[float, Meta(ge=0.0)] = 30.0
 
 
 class Settings(Struct, frozen=True, kw_only=True):

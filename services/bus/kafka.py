@@ -346,7 +346,9 @@ class KafkaConsumer:
         try:
             batches = await asyncio.wait_for(
                 self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records),
-                timeout + self.bus.send_timeout,
+                # A (re)join waits for the group's rebalance, seconds on Tansu: bound it by the
+                # connect budget, not by the send time-out.
+                timeout + self.bus.connect_timeout,
             )
         except UnknownTopicOrPartitionError as exc:
             await self._topic_gone()

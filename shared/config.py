@@ -108,4 +108,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     sensor_interval_seconds: Positive = 1.0
     # (host, symbol) pairs whose tick estimators the decider keeps; least recently seen evicted
     max_tracked_symbols: Annotated[int, Meta(ge=1)] = 4096
+    # Hosts the decider keeps state for (host_id comes from the bus: untrusted); least recently
+    # seen evicted and counted
+    max_tracked_hosts: Annotated[int, Meta(ge=1)] = 4096
     inventory_interval_seconds: Positive = 10.0

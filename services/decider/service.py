@@ -52,7 +52,8 @@ class DeciderService(ConsumingService):
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
-        self.hosts: dict[str, HostState] = {}
+        # Least recently seen first; capped by Settings.max_tracked_hosts.
+        self.hosts: OrderedDict[str, HostState] = OrderedDict()
         self.top_bits = platform_top_bits()
         self.on_decision: Callable[[ScalingDecision], None] | None = None
         # Replays decide at the time of the input being replayed, not at the wall clock.
@@ -76,7 +77,15 @@ class DeciderService(ConsumingService):
             self._host(host).sensors = reading
 
     def _host(self, host_id: str) -> HostState:
-        return self.hosts.setdefault(host_id, HostState())
+        state = self.hosts.get(host_id)
+        if state is None:
+            state = self.hosts[host_id] = HostState()
+            while len(self.hosts) > self.settings.max_tracked_hosts:
+                self.hosts.popitem(last=False)
+                self.stats["hosts_evicted"] += 1
+        else:
+            self.hosts.move_to_end(host_id)
+        return state
 
     async def _evaluate(self, host_id: str) -> None:
         state = self._host(host_id)

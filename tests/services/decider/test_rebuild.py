@@ -40,3 +40,13 @@ async def test_undecodable_records_on_the_read_back_topics_are_skipped() -> None
         await send(bus, svc, TOPICS.entropy,
                    encode(MarketEntropy(event_time=1000.0, host_id="h2", value=0.5)))  # fmt: skip
         assert svc.stats["rebuild_skipped"] == 2 and "h1" not in svc.hosts
+
+
+async def test_tracked_hosts_are_capped_least_recently_seen_evicted_and_counted() -> None:
+    from services.decider.service import DeciderService
+    from shared.config import Settings
+
+    svc = DeciderService(MemoryBus(), Settings(max_tracked_hosts=3), "me")
+    for host in ("a", "b", "c", "a", "d", "e"):
+        svc._host(host)
+    assert list(svc.hosts) == ["a", "d", "e"] and svc.stats["hosts_evicted"] == 2

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
 from services.base import Handler
-from services.bus.base import Bus
+from services.bus.base import Bus, BusError
 from services.bus.consume import Rejected
 from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
@@ -150,7 +150,12 @@ async def sample_market(opts: Options, bus: Bus, stop: asyncio.Event) -> None:
     while not stop.is_set():
         for price in series.prices.tolist():
             tick = PriceTick(event_time=time.time(), host_id=host, symbol="SPX-sample", price=price)
-            await bus.publish(topic, host, encode(tick))
+            try:
+                await bus.publish(topic, host, encode(tick))
+            except BusError as exc:  # a demo tick lost while the broker is away; go on
+                if stop.is_set():
+                    return
+                log.warning("market: tick not published (%s)", exc)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0 / opts.market_rate)
                 return
@@ -247,6 +252,32 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+# After stop, services get this long to finish their batch, commit and leave; then they are
+# cancelled, so a broker that is away (paused, restarting) cannot hold a stop past 10 s
+# (closing the bus takes at most CLOSE_SECONDS more, services/bus/kafka.py).
+STOP_GRACE_SECONDS = 6.0
+
+
+async def _until_stopped(stop: asyncio.Event, work: Awaitable[None]) -> None:
+    """Run ``work``; once ``stop`` is set, give it STOP_GRACE_SECONDS, then cancel it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("services did not stop within %g s; cancelled", STOP_GRACE_SECONDS)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        else:
+            task.result()
+    finally:
+        stopped.cancel()
+
+
 async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
     if seconds is None:
         return
@@ -326,12 +357,16 @@ async def run_services(
             opts.bootstrap_servers or "the embedded bus",
             host,
         )
-        async with asyncio.TaskGroup() as tg:
-            for svc in services.values():
-                tg.create_task(svc.run(stop))
-            tg.create_task(_stop_after(stop, opts.duration))
-            if opts.market == "sample":
-                tg.create_task(sample_market(opts, bus, stop))
+
+        async def all_services() -> None:
+            async with asyncio.TaskGroup() as tg:
+                for svc in services.values():
+                    tg.create_task(svc.run(stop))
+                tg.create_task(_stop_after(stop, opts.duration))
+                if opts.market == "sample":
+                    tg.create_task(sample_market(opts, bus, stop))
+
+        await _until_stopped(stop, all_services())
     finally:
         stop.set()
         page.close()

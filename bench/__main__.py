@@ -13,14 +13,16 @@ import sys
 import time
 
 NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
+SLOW = ["soak"]  # run only when named: minutes long, with broker faults
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("names", nargs="*", choices=[*NAMES, []], help="which (default: all)")
+    p.add_argument("names", nargs="*", choices=[*NAMES, *SLOW, []], help="which (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer iterations (for CI smoke runs)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per row on stdout (pipeline, scale), and nothing else")  # fmt: skip
+    p.add_argument("--minutes", type=float, default=10.0, help="soak: how long (default 10)")
     args = p.parse_args()
     for name in args.names or NAMES:
         try:
@@ -36,7 +38,10 @@ def main() -> int:
                 print(f"bench {name}: no --json output", file=sys.stderr)
             continue
         print(f"\n== {name}: {mod.__doc__.strip().splitlines()[0]}", flush=True)
-        mod.main(quick=args.quick)
+        if name in SLOW:
+            mod.main(quick=args.quick, minutes=args.minutes)
+        else:
+            mod.main(quick=args.quick)
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
     return 0
 

@@ -7,9 +7,16 @@ from shared.messages import EngineConfig, ScalingDecision
 
 
 def skip_reason(
-    d: ScalingDecision, last_applied_time: float | None, now: float, c: ApplierConstants
+    d: ScalingDecision,
+    last_applied_time: float | None,
+    now: float,
+    c: ApplierConstants,
+    own_host: str | None = None,
 ) -> str | None:
-    """None to apply, else the reason to skip (checked in this order)."""
+    """None to apply, else the reason to skip (checked in this order). ``own_host``: the host
+    this applier enacts for; a decision for any other host is never enacted here."""
+    if own_host is not None and d.host_id != own_host:
+        return f"decision for host {d.host_id[:80]!r}, not this host {own_host[:80]!r}"
     if d.confidence <= c.confidence_threshold:
         return f"confidence {d.confidence:.2f} is not above {c.confidence_threshold:.2f}"
     age = now - d.event_time
@@ -29,3 +36,8 @@ def engine_config(d: ScalingDecision) -> EngineConfig:
         memory_budget_bytes=d.memory_budget_bytes,
         scaling_factor=d.scaling_factor,
     )
+
+
+def apply_delay(d: ScalingDecision, now: float, c: ApplierConstants) -> float:
+    """How long to wait before enacting: the decision's jitter, capped by configuration."""
+    return max(0.0, min(d.event_time + d.apply_after_seconds - now, c.max_apply_after_seconds))

@@ -107,6 +107,8 @@ class ApplierConstants(Struct, frozen=True, kw_only=True):
     # ahead of this host's clock, is rejected.
     max_decision_age_seconds: Positive = 30.0
     max_decision_future_seconds: Positive = 5.0
+    # A decision's apply_after_seconds (per-host jitter) is honoured up to this long at most.
+    max_apply_after_seconds: Annotated[float, Meta(ge=0.0)] = 30.0
 
 
 class Settings(Struct, frozen=True, kw_only=True):
@@ -119,4 +121,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     sensor_interval_seconds: Positive = 1.0
     # (host, symbol) pairs whose tick estimators the decider keeps; least recently seen evicted
     max_tracked_symbols: Annotated[int, Meta(ge=1)] = 4096
+    # Hosts the decider keeps state for (host_id comes from the bus: untrusted); least recently
+    # seen evicted and counted
+    max_tracked_hosts: Annotated[int, Meta(ge=1)] = 4096
     inventory_interval_seconds: Positive = 10.0

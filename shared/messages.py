@@ -356,9 +356,13 @@ class DeadLetter(Envelope, frozen=True, kw_only=True):
     partition: int
     offset: int
     reason: str
-    payload: bytes  # the original bytes, base64 in JSON
+    payload: bytes  # the original bytes, base64 in JSON; only the first ones when truncated
     key: bytes | None = None
     service: str = ""
+    # Set when the payload was too big to carry whole (shared/bounds.py): the original size
+    # and the SHA-256 (hex) of the whole original payload.
+    size: Bytes = 0
+    sha256: str = ""
 
 
 # --- codec ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from services.applier.pool import TieredPool
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus
 from services.bus.consume import Rejected, publish_retrying
-from shared.apply_policy import engine_config, skip_reason
+from shared.apply_policy import apply_delay, engine_config, skip_reason
 from shared.config import Settings
 from shared.enactor import Enactor
 from shared.freshness import Watermark, freshness_fault, watermark
@@ -131,7 +131,8 @@ class ApplierService(ConsumingService):
             self.stats["redelivered"] += 1
             await self._publish(known)
             return
-        reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier)
+        reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier,
+                             own_host=self.host_id)  # fmt: skip
         if (
             reason is None
             and self.honour_jitter
@@ -139,7 +140,7 @@ class ApplierService(ConsumingService):
             and d.apply_after_seconds > 0
         ):
             # Per-host jitter: hosts of a fleet do not all resize at one instant.
-            wait = d.event_time + d.apply_after_seconds - self.clock()
+            wait = apply_delay(d, self.clock(), self.settings.applier)  # capped: 30 s default
             if wait > 0:
                 try:
                     await asyncio.wait_for(self._stop.wait(), wait)

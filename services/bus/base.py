@@ -48,6 +48,13 @@ class Bus(Protocol):
     async def stop(self) -> None: ...
     async def publish(self, topic: str, key: str, value: bytes) -> None: ...
     def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
+    async def read_back(
+        self, topics: Sequence[str], seconds: float, tail: int | None = None
+    ) -> list[Record]:
+        """What the topics hold now, read without a group (no committed offset moves): from the
+        beginning, or only the last ``tail`` records of each partition; bounded by ``seconds``
+        (raises a retriable BusError when the broker cannot answer in time)."""
+        ...
 
 
 def commit_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:

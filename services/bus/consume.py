@@ -20,11 +20,17 @@ from typing import Any
 import msgspec
 
 from services.bus.base import Bus, BusError, Consumer, Record
+from shared.bounds import dead_letter_payload, refusal
 from shared.messages import DeadLetter, InvalidMessage, decode, encode
 
 log = logging.getLogger("qas.consume")
 
 MAX_BACKOFF_SECONDS = 5.0
+# A dead letter the broker refuses this many times is logged, counted and skipped: one record
+# must never stop its partition (the batch is committed past it).
+DEAD_LETTER_TRIES = 5
+FIRST_BACKOFF_SECONDS = 0.2
+MAX_KEY_BYTES = 1024
 
 
 class Rejected(Exception):
@@ -79,6 +85,26 @@ async def publish_retrying(
             delay = min(MAX_BACKOFF_SECONDS, delay * 2)
 
 
+async def publish_bounded(
+    bus: Bus, topic: str, key: str, value: bytes, stop: asyncio.Event, what: str, tries: int
+) -> bool:
+    """Publish with backoff at most ``tries`` times; False when every try failed. Raises the
+    last BusError only when stop is set (the record is then redelivered, not skipped)."""
+    delay = FIRST_BACKOFF_SECONDS
+    for attempt in range(1, tries + 1):
+        try:
+            await bus.publish(topic, key, value)
+            return True
+        except BusError as exc:
+            if stop.is_set():
+                raise
+            log.warning("publish %s to %s failed (try %d/%d): %s", what, topic, attempt, tries, exc)
+            if attempt < tries:
+                await _pause(stop, delay)
+                delay = min(MAX_BACKOFF_SECONDS, delay * 2)
+    return False
+
+
 async def dead_letter(
     bus: Bus,
     record: Record,
@@ -90,8 +116,10 @@ async def dead_letter(
 ) -> None:
     stats["dead_letters"] += 1
     log.warning(
-        "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason[:500]
     )
+    payload, size, sha256 = dead_letter_payload(record.value)
+    whole = size == len(payload)
     letter = DeadLetter(
         event_time=time.time(),
         host_id=sub.host_id,
@@ -99,11 +127,21 @@ async def dead_letter(
         partition=record.partition,
         offset=record.offset,
         reason=reason[:2000],
-        payload=record.value,
-        key=record.key,
+        payload=payload,
+        key=None if record.key is None else record.key[:MAX_KEY_BYTES],
         service=sub.service,
+        size=0 if whole else size,
+        sha256="" if whole else sha256,
     )
-    await publish_retrying(bus, sub.dlq_topic, sub.host_id, encode(letter), stop, "dead letter")
+    sent = await publish_bounded(
+        bus, sub.dlq_topic, sub.host_id, encode(letter), stop, "dead letter", DEAD_LETTER_TRIES
+    )
+    if not sent:
+        stats["dead_letters_dropped"] += 1
+        log.error(
+            "dead letter for %s[%d]@%d not accepted after %d tries; skipped (sha256 %s)",
+            record.topic, record.partition, record.offset, DEAD_LETTER_TRIES, sha256,
+        )  # fmt: skip
 
 
 async def _handle(
@@ -114,10 +152,17 @@ async def _handle(
     stop: asyncio.Event,
     stats: Counter[str],
 ) -> None:
+    why = refusal(record.value)
+    if why:
+        await dead_letter(bus, record, f"refused: {why}", sub, stop=stop, stats=stats)
+        return
     try:
         msg = decode(record.value, route.kind, route.decoder)
     except InvalidMessage as exc:
         await dead_letter(bus, record, f"undecodable: {exc}", sub, stop=stop, stats=stats)
+        return
+    except Exception as exc:  # UnicodeDecodeError, RecursionError, ...: still this record's
+        await dead_letter(bus, record, f"undecodable: {exc!r}", sub, stop=stop, stats=stats)
         return
     try:
         await route.handle(msg)
@@ -160,7 +205,10 @@ async def consume(
             if records:
                 await consumer.commit(records)
         except BusError as exc:
-            if not exc.retriable or stop.is_set():
+            if stop.is_set():  # stopping: what was not committed is redelivered, not lost
+                log.info("%s: stopping with the broker unavailable (%s)", sub.service, exc)
+                return
+            if not exc.retriable:
                 raise
             stats["broker_retries"] += 1
             log.warning("%s: %s; retrying in %.1f s", sub.service, exc, delay)

@@ -29,6 +29,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
     UnknownError,
+    UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
 
@@ -38,7 +39,19 @@ from services.bus.security import BrokerSecurity, preflight
 log = logging.getLogger("qas.bus.kafka")
 
 # Worth retrying at start-up: the broker is not listening or not ready yet.
+# Closing a client (leave the group, flush) waits for the broker at most this long: a stop must
+# not wait on a broker that is away.
+CLOSE_SECONDS = 3.0
+
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
+
+
+def bus_error(what: str, exc: BaseException) -> BusError:
+    """A BusError for a failed broker call, retriable as aiokafka marks its error (a time-out
+    is retriable: the broker may be back on the next call)."""
+    if isinstance(exc, TimeoutError):
+        return BusError(f"{what} timed out", retriable=True)
+    return BusError(f"{what} failed: {exc!r}", retriable=bool(getattr(exc, "retriable", False)))
 
 
 async def retry_start(
@@ -150,6 +163,14 @@ class KafkaBus:
         self.idempotent = idempotent
         self._connected = True
 
+    async def recreate_topics(self) -> None:
+        """Create again the topics that disappeared (a broker rebuilt or a topic deleted); bounded
+        by the connect time-out, and a failure is only logged (the next fault tries again)."""
+        try:
+            await asyncio.wait_for(self._ensure_topics(), self.connect_timeout)
+        except (TimeoutError, KafkaError, BusError) as exc:
+            log.warning("recreating topics failed: %r", exc)
+
     async def _ensure_topics(self) -> None:
         """Create the topics we own (hardware compacted); brokers that auto-create need not."""
         if not self._topics:
@@ -171,6 +192,12 @@ class KafkaBus:
                 if t not in existing
             ]
             if new:
+                if existing:  # some of ours are gone while the broker has others: say so
+                    log.warning(
+                        "creating %d missing topic(s) %s (%d present); consumer groups resume "
+                        "at the earliest offset that exists",
+                        len(new), [t.name for t in new], len(existing),
+                    )  # fmt: skip
                 try:
                     await admin.create_topics(new)
                 except KafkaError as exc:  # raced with another service, or not allowed
@@ -183,7 +210,7 @@ class KafkaBus:
         self._connected = False
         if producer is not None:
             try:
-                await asyncio.wait_for(producer.stop(), self.send_timeout)
+                await asyncio.wait_for(producer.stop(), min(self.send_timeout, CLOSE_SECONDS))
             except (TimeoutError, KafkaError) as exc:
                 log.warning("producer did not close cleanly: %s", exc)
 
@@ -204,6 +231,56 @@ class KafkaBus:
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
         return KafkaConsumer(self, list(topics), group)
+
+    async def read_back(
+        self, topics: Sequence[str], seconds: float, tail: int | None = None
+    ) -> list[Record]:
+        try:
+            return await asyncio.wait_for(self._read_back(topics, tail), seconds)
+        except (TimeoutError, KafkaError) as exc:
+            raise bus_error(f"reading back {list(topics)}", exc) from None
+
+    async def _read_back(self, topics: Sequence[str], tail: int | None) -> list[Record]:
+        # No group: assigned partitions, positions set here, nothing committed.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-readback",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=int(self.fetch_max_wait * 1000),
+            **self.security,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()  # metadata for every topic, so partitions_for_topic knows
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            begin = await consumer.beginning_offsets(tps)
+            end = await consumer.end_offsets(tps)
+            for tp in tps:
+                start = begin[tp] if tail is None else max(begin[tp], end[tp] - tail)
+                consumer.seek(tp, start)
+            out: list[Record] = []
+            left = {tp for tp in tps if end[tp] > begin[tp]}
+            while left:
+                batches = await consumer.getmany(*left, timeout_ms=200, max_records=5000)
+                for tp, msgs in batches.items():
+                    out += [
+                        Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                        for m in msgs
+                        if m.offset < end[tp]
+                    ]
+                for tp in list(left):  # by position: compaction leaves gaps in offsets
+                    if await consumer.position(tp) >= end[tp]:
+                        left.discard(tp)
+            return out
+        finally:
+            await asyncio.wait_for(consumer.stop(), CLOSE_SECONDS)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -255,13 +332,30 @@ class KafkaConsumer:
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            # Leaving the group needs the broker; a stop must not wait for one that is away.
+            try:
+                await asyncio.wait_for(consumer.stop(), min(self.bus.send_timeout, CLOSE_SECONDS))
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("consumer %s did not close cleanly: %r", self.group, exc)
+
+    async def _topic_gone(self) -> None:
+        log.warning("group %s: a subscribed topic is gone; recreating", self.group)
+        await self.bus.recreate_topics()
 
     async def getmany(self, timeout: float, max_records: int = 500) -> list[Record]:
         assert self._consumer is not None, "getmany before start"
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout * 1000), max_records=max_records
-        )
+        try:
+            batches = await asyncio.wait_for(
+                self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records),
+                # A (re)join waits for the group's rebalance, seconds on Tansu: bound it by the
+                # connect budget, not by the send time-out.
+                timeout + self.bus.connect_timeout,
+            )
+        except UnknownTopicOrPartitionError as exc:
+            await self._topic_gone()
+            raise bus_error(f"fetch for group {self.group}", exc) from None
+        except (TimeoutError, KafkaError) as exc:
+            raise bus_error(f"fetch for group {self.group}", exc) from None
         return [
             Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
             for msgs in batches.values()
@@ -289,8 +383,13 @@ class KafkaConsumer:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
+            await asyncio.wait_for(self._consumer.commit(offsets), self.bus.send_timeout)
+        except UnknownTopicOrPartitionError as exc:
+            # The topic went away under us (Tansu keeps topics in memory; a cluster rebuild or
+            # a deleted topic looks the same): create it again so the group can go on.
+            log.warning("group %s: commit failed (%r)", self.group, exc)
+            await self._topic_gone()
+        except (TimeoutError, KafkaError) as exc:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
             # the last committed offset, so these records are processed again, never lost.

@@ -82,6 +82,15 @@ class MemoryBus:
             for (topic, i), offset in committed.items()
         }
 
+    async def read_back(
+        self, topics: Sequence[str], seconds: float, tail: int | None = None
+    ) -> list[Record]:
+        out: list[Record] = []
+        for topic in topics:
+            for part in self._parts(topic):
+                out += part.records if tail is None else part.records[-tail:]
+        return out
+
 
 class MemoryConsumer:
     def __init__(self, bus: MemoryBus, topics: list[str], group: str) -> None:

@@ -17,6 +17,7 @@ from services.base import ConsumingService, Handler
 from services.bus.base import Bus
 from services.bus.consume import publish_retrying
 from services.decider.metrics import DeciderMetrics
+from services.decider.rebuild import read_back_state
 from shared.config import Settings
 from shared.decision import decide
 from shared.hoststate import HostState
@@ -54,7 +55,8 @@ class DeciderService(ConsumingService):
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
-        self.hosts: dict[str, HostState] = {}
+        # Least recently seen first; capped by Settings.max_tracked_hosts.
+        self.hosts: OrderedDict[str, HostState] = OrderedDict()
         self.top_bits = platform_top_bits()
         self.on_decision: Callable[[ScalingDecision], None] | None = None
         # Replays decide at the time of the input being replayed, not at the wall clock.
@@ -67,8 +69,29 @@ class DeciderService(ConsumingService):
         self.epoch = int(time.time() * 1000)
         self.metrics = metrics or DeciderMetrics()
 
+    async def on_start(self) -> None:
+        """Before the first record: the hardware and stabiliser state the bus still holds."""
+        self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
+        self.metrics.watch_dead_letters("decider", self.stats)
+        rebuilt = await read_back_state(self.bus, self.settings, self.stats)
+        for host, snap in rebuilt.hardware.items():
+            self._host(host).hardware = snap  # known, not a change: no pending_change
+        for host, prior in rebuilt.priors.items():
+            self._host(host).prior = prior
+            self._host(host).entropy, self._host(host).profit = rebuilt.market[host]
+        for host, reading in rebuilt.sensors.items():
+            self._host(host).sensors = reading
+
     def _host(self, host_id: str) -> HostState:
-        return self.hosts.setdefault(host_id, HostState())
+        state = self.hosts.get(host_id)
+        if state is None:
+            state = self.hosts[host_id] = HostState()
+            while len(self.hosts) > self.settings.max_tracked_hosts:
+                self.hosts.popitem(last=False)
+                self.stats["hosts_evicted"] += 1
+        else:
+            self.hosts.move_to_end(host_id)
+        return state
 
     async def _evaluate(self, host_id: str) -> None:
         state = self._host(host_id)
@@ -109,7 +132,13 @@ class DeciderService(ConsumingService):
 
     async def on_sensors(self, reading: SensorReading) -> None:
         self.metrics.observe_input(reading.host_id, "sensors")
-        self._host(reading.host_id).sensors = reading
+        state = self._host(reading.host_id)
+        if state.sensors is not None and reading.event_time < state.sensors.event_time:
+            # Older than what the rebuild read back (a restart's redelivered backlog): deciding
+            # on it would decide on stale inputs.
+            self.stats["older_inputs_ignored"] += 1
+            return
+        state.sensors = reading
         if not self.event_clock:
             await self._evaluate(reading.host_id)
 
@@ -176,10 +205,6 @@ class DeciderService(ConsumingService):
         self._event_time = max(self._event_time, report.event_time)
         state.feedback = report
         await self._evaluate(report.host_id)
-
-    async def on_start(self) -> None:
-        self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
-        self.metrics.watch_dead_letters("decider", self.stats)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from shared.apply_policy import engine_config, skip_reason
+from shared.apply_policy import apply_delay, engine_config, skip_reason
 from shared.config import ApplierConstants, DecisionConstants
 from shared.decision import decide
 from shared.messages import PriorState, ScalingDecision
@@ -66,3 +66,16 @@ def test_engine_config_copies_the_decision_figures() -> None:
     assert (ec.batch_size, ec.workers) == (d.batch_size, d.workers)
     assert ec.memory_budget_bytes == d.memory_budget_bytes
     assert ec.scaling_factor == d.scaling_factor
+
+
+def test_a_decision_for_another_host_is_skipped_with_the_reason() -> None:
+    assert skip_reason(decision(), None, NOW + 1.0, C, own_host="h") is None
+    reason = skip_reason(decision(), None, NOW + 1.0, C, own_host="other")
+    assert reason is not None and "not this host 'other'" in reason
+
+
+def test_apply_delay_is_the_jitter_capped_by_configuration() -> None:
+    d = msgspec.structs.replace(decision(), apply_after_seconds=1e6)
+    assert apply_delay(d, NOW, C) == C.max_apply_after_seconds == 30.0
+    assert apply_delay(msgspec.structs.replace(d, apply_after_seconds=2.0), NOW + 0.5, C) == 1.5
+    assert apply_delay(msgspec.structs.replace(d, apply_after_seconds=2.0), NOW + 9.0, C) == 0.0

@@ -63,7 +63,7 @@ async def run_applier(
 async def test_gate_and_idempotent_redelivery() -> None:
     bus = MemoryBus()
     pool = TieredPool(budget_bytes=10**8)
-    svc = ApplierService(bus, S, "me", enactors=[PoolEnactor(pool)], pool=pool)
+    svc = ApplierService(bus, S, "h", enactors=[PoolEnactor(pool)], pool=pool)
     good = decision(p=0.9)
     stale = decision(now=time.time() - 600)
     unsure = msgspec.structs.replace(decision(), decision_id="unsure", confidence=0.5, sequence=2)
@@ -85,7 +85,7 @@ async def test_gate_and_idempotent_redelivery() -> None:
 async def test_ticks_fill_the_pool_and_apply_results_carry_its_figures() -> None:
     bus = MemoryBus()
     pool = TieredPool(budget_bytes=10**8)
-    svc = ApplierService(bus, S, "me", enactors=[PoolEnactor(pool)], pool=pool)
+    svc = ApplierService(bus, S, "h", enactors=[PoolEnactor(pool)], pool=pool)
     prices = 43_210.55 + np.cumsum(np.random.default_rng(5).integers(-3, 4, 2048)) * 0.01
     msgs = [(S.topics.ticks, encode(PriceTick(event_time=1.0 + i, host_id="h", symbol="ES", price=float(p))))
             for i, p in enumerate(prices)]  # fmt: skip

@@ -1,0 +1,173 @@
+"""soak: the pipeline over Kafka at a steady event rate with faults on a schedule.
+
+`python -m bench soak --minutes N` (default 10; not in CI). Observer, decider and applier run
+in this process on a Tansu broker on loopback; the market is fed at 200 events/s. Faults: the
+broker paused (SIGSTOP) for 10 s at 25 % of the run, killed and restarted on the same port at
+55 % (Tansu keeps topics in memory: they are gone and recreated), and a poison record (invalid
+UTF-8, deep nesting or 2 MB, in turn) every minute. Prints events in, decisions out, dead
+letters, the longest gap between decisions and the RSS slope in MB/hour (least squares over
+the samples after the first fifth of the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import resource
+import signal
+import time
+from collections import Counter
+
+from bench.common import table
+from services.applier.service import ApplierService
+from services.bus.consume import publish_bounded
+from services.bus.kafka import KafkaBus
+from services.decider.service import DeciderService
+from services.observer.probe import HardwareProbe
+from services.observer.service import ObserverService
+from shared.config import Settings
+from shared.messages import MarketEntropy, ProfitPotential, encode
+from tests.support.broker import TansuBroker
+
+RATE = 200.0
+HOST = "soak-host"
+PAUSE_SECONDS = 10.0
+POISON = [
+    b'{"event_time":1,"host_id":"\xff\xfe","value":0.5}',
+    b'{"x":' + b"[" * 5000 + b"]" * 5000 + b',"event_time":1,"host_id":"h","value":0.5}',
+    b'{"event_time":1,"host_id":"h","value":0.5,"x":"' + b"a" * 2_000_000 + b'"}',
+]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    n = len(samples)
+    if n < 2:
+        return float("nan")
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    return 3600 * sum((t - mt) * (v - mv) for t, v in samples) / var if var else float("nan")
+
+
+async def soak(minutes: float) -> dict[str, float]:
+    total = minutes * 60
+    s = Settings(sensor_interval_seconds=1.0)
+    t = s.topics
+    broker = TansuBroker().start()
+    topics = [t.hardware, t.sensors, t.entropy, t.profit, t.ticks, t.decisions, t.applied, t.dlq]
+    bus = KafkaBus(broker.bootstrap, connect_timeout=30, send_timeout=5, topics=topics,
+                   compacted_topics=[t.hardware])  # fmt: skip
+    stop, feed_stop = asyncio.Event(), asyncio.Event()
+    counts: Counter[str] = Counter()
+    decided: list[float] = []
+    rss: list[tuple[float, float]] = []
+    restart_at: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await bus.start()
+        observer = ObserverService(bus, HardwareProbe(s, HOST), s)
+        decider = DeciderService(bus, s, HOST)
+        applier = ApplierService(bus, s, HOST)
+        decider.on_decision = lambda d: decided.append(time.monotonic())
+        tasks = [asyncio.create_task(x.run(stop)) for x in (observer, decider, applier)]
+        start = time.monotonic()
+        rng = random.Random(7)
+
+        async def feed() -> None:
+            i = 0
+            while not feed_stop.is_set():
+                due = start + i / RATE
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                now = time.time()
+                if i % 2:
+                    msg: MarketEntropy | ProfitPotential = MarketEntropy(
+                        event_time=now, host_id=HOST, value=rng.random()
+                    )
+                else:
+                    msg = ProfitPotential(event_time=now, host_id=HOST, value=rng.random())
+                topic = t.entropy if i % 2 else t.profit
+                if await publish_bounded(bus, topic, HOST, encode(msg), feed_stop, "event", 1):
+                    counts["events_in"] += 1
+                i = max(i + 1, int((time.monotonic() - start) * RATE))  # no catch-up burst
+
+        async def faults() -> None:
+            paused = restarted = False
+            poisons = 0
+            while time.monotonic() - start < total:
+                await asyncio.sleep(1)
+                el = time.monotonic() - start
+                rss.append((el, rss_mb()))
+                if el >= 60 * (poisons + 1) - 30:  # mid-minute, every minute
+                    poison = POISON[poisons % len(POISON)]
+                    poisons += 1
+                    if await publish_bounded(bus, t.entropy, HOST, poison, feed_stop, "poison", 3):
+                        counts["poison_sent"] += 1
+                if not paused and el >= 0.25 * total and broker.proc is not None:
+                    paused = True
+                    broker.proc.send_signal(signal.SIGSTOP)
+                    await asyncio.sleep(PAUSE_SECONDS)
+                    broker.proc.send_signal(signal.SIGCONT)
+                    counts["outage_pause_s"] = int(PAUSE_SECONDS)
+                if not restarted and el >= 0.55 * total and broker.proc is not None:
+                    restarted = True
+                    down = time.monotonic()
+                    broker.proc.kill()
+                    broker.proc.wait()
+                    await asyncio.sleep(2)
+                    broker.start()  # the same port: clients reconnect to it
+                    counts["outage_restart_s"] = round(time.monotonic() - down)
+                    restart_at.append(time.monotonic())
+
+        feeder = asyncio.create_task(feed())
+        await faults()
+        feed_stop.set()
+        await feeder
+        gaps = [b - a for a, b in itertools.pairwise(decided)]
+        warm = [x for x in rss if x[0] >= 0.2 * total]
+        out = {
+            "events_in": counts["events_in"],
+            "decisions_out": len(decided),
+            "dead_letters": decider.stats["dead_letters"] + applier.stats["dead_letters"],
+            "dead_letters_dropped": decider.stats["dead_letters_dropped"]
+            + applier.stats["dead_letters_dropped"],
+            "poison_sent": counts["poison_sent"],
+            "applied": applier.stats["applied"],
+            "decisions_after_restart": sum(x > restart_at[0] for x in decided) if restart_at else 0,
+            "first_decision_after_restart_s": min(
+                (x - restart_at[0] for x in decided if x > restart_at[0]), default=float("nan")
+            )
+            if restart_at
+            else float("nan"),
+            "longest_gap_s": max(gaps, default=float("nan")),
+            "rss_start_mb": rss[0][1] if rss else float("nan"),
+            "rss_end_mb": rss[-1][1] if rss else float("nan"),
+            "rss_slope_mb_per_h": slope_per_hour(warm),
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "services_alive": sum(not x.done() for x in tasks),
+        }
+        return out
+    finally:
+        stop.set()
+        feed_stop.set()
+        for task in tasks:
+            try:
+                await asyncio.wait_for(task, 15)
+            except Exception:
+                pass
+        await bus.stop()
+        if broker.proc is not None and broker.proc.poll() is None:
+            broker.proc.send_signal(signal.SIGCONT)
+        broker.stop()
+
+
+def main(quick: bool = False, minutes: float = 10.0) -> None:
+    res = asyncio.run(soak(1.0 if quick else minutes))
+    print(table(["measure", "value"], [[k, v] for k, v in res.items()]))

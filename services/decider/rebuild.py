@@ -1,0 +1,86 @@
+"""Read back what a (re)starting decider needs before its first decision (shared/rebuild.py).
+
+A restarted decider resumes its group at the committed offsets, so it would never see the
+compacted hardware snapshot again: it reads the hardware topic from the beginning and the tail
+of the decisions topic with a group-less reader, bounded in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TypeVar
+
+from msgspec import Struct
+
+from services.bus.base import Bus, BusError, Record
+from shared.bounds import refusal
+from shared.config import Settings
+from shared.messages import (
+    HardwareSnapshot,
+    MarketEntropy,
+    PriorState,
+    ProfitPotential,
+    ScalingDecision,
+    SensorReading,
+    decode,
+)
+from shared.rebuild import latest_per_host, market_inputs, prior_after
+
+log = logging.getLogger("qas.decider")
+
+READ_BACK_SECONDS = 15.0
+DECISIONS_TAIL = 1000  # last records per partition of the decisions topic
+SENSORS_TAIL = 200  # readings older than the last few go stale anyway
+
+
+@dataclass
+class Rebuilt:
+    hardware: dict[str, HardwareSnapshot]
+    priors: dict[str, PriorState]
+    sensors: dict[str, SensorReading]
+    market: dict[str, tuple[MarketEntropy | None, ProfitPotential | None]]
+
+
+S = TypeVar("S", bound=Struct)
+
+
+def _decoded(records: list[Record], kind: type[S], stats: Counter[str]) -> list[S]:
+    out: list[S] = []
+    for r in records:
+        try:
+            if refusal(r.value):
+                raise ValueError("out of bounds")
+            out.append(decode(r.value, kind))
+        except Exception:  # the consume loop dead-letters these; here they are only skipped
+            stats["rebuild_skipped"] += 1
+    return out
+
+
+async def read_back_state(bus: Bus, settings: Settings, stats: Counter[str]) -> Rebuilt:
+    t = settings.topics
+    try:
+        hw_records = await bus.read_back([t.hardware], READ_BACK_SECONDS)
+        decision_records = await bus.read_back([t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL)
+        sensor_records = await bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL)
+    except BusError as exc:  # deciding from nothing beats not deciding: say so, go on
+        stats["rebuild_failed"] += 1
+        log.warning("state rebuild skipped: %s", exc)
+        return Rebuilt({}, {}, {}, {})
+    hardware = latest_per_host(_decoded(hw_records, HardwareSnapshot, stats))
+    sensors = latest_per_host(_decoded(sensor_records, SensorReading, stats))
+    priors: dict[str, PriorState] = {}
+    market = {}
+    for host, d in latest_per_host(_decoded(decision_records, ScalingDecision, stats)).items():
+        try:
+            priors[host] = prior_after(d, settings.decision)
+        except Exception:  # a decision that does not replay: that host starts afresh
+            stats["rebuild_skipped"] += 1
+            continue
+        market[host] = market_inputs(d)
+    log.info(
+        "state rebuilt: hardware for %d host(s), last decision for %d host(s) (%d records read)",
+        len(hardware), len(priors), len(hw_records) + len(decision_records) + len(sensor_records),
+    )  # fmt: skip
+    return Rebuilt(hardware, priors, sensors, market)

@@ -1,13 +1,12 @@
-"""Signed decisions (shared/signing.py) and replay protection (shared/freshness.py): pure."""
+"""Signed decisions (shared/signing.py): pure."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from shared.config import ApplierConstants, DecisionConstants
+from shared.config import DecisionConstants
 from shared.decision import decide
-from shared.freshness import Watermark, freshness_fault, watermark
 from shared.messages import PriorState, ScalingDecision, decode, encode
 from shared.signing import (
     DOMAIN,
@@ -117,37 +116,6 @@ def test_key_file_parsing() -> None:
     line = SigningKey.generate("gen").line()
     assert parse_key_file(line).signer.key_id == "gen"
     assert KeyRing.ephemeral().signer.key_id == "ephemeral"
-
-
-C = ApplierConstants()
-
-
-def test_the_event_time_window_is_30_s_old_and_5_s_ahead_by_default() -> None:
-    d = _decision(now=1000.0)
-    assert freshness_fault(d, None, 1000.0 + 30.0, C) is None
-    assert freshness_fault(d, None, 1000.0 - 5.0, C) is None
-    stale = freshness_fault(d, None, 1030.5, C)
-    ahead = freshness_fault(d, None, 994.0, C)
-    assert stale is not None and stale[0] == "stale"
-    assert ahead is not None and ahead[0] == "future"
-    narrow = ApplierConstants(max_decision_age_seconds=1.0, max_decision_future_seconds=0.5)
-    assert freshness_fault(d, None, 1001.5, narrow) is not None
-
-
-def test_the_sequence_must_be_newer_than_the_last_applied_within_and_across_epochs() -> None:
-    d = msgspec.structs.replace(_decision(), sequence=5, sequence_epoch=100)
-    assert watermark(d) == Watermark(100, 5)
-    for last, ok in [
-        (Watermark(100, 4), True),
-        (Watermark(100, 5), False),  # the same one again
-        (Watermark(100, 9), False),  # an older one replayed
-        (Watermark(99, 50), True),  # a restarted decider (later epoch) starts again at 1
-        (Watermark(101, 1), False),  # from before the decider's restart
-    ]:
-        fault = freshness_fault(d, last, d.event_time, C)
-        assert (fault is None) == ok, (last, fault)
-        if fault is not None:
-            assert fault[0] == "replayed_sequence"
 
 
 def test_a_whole_number_in_a_float_field_signs_as_the_applier_will_decode_it() -> None:

@@ -18,7 +18,10 @@ Modes (the same prices, symbols and features for each, for the benchmark of issu
     python examples/trading_engine.py --bootstrap-servers HOST:PORT --host-id desk-1
     python examples/trading_engine.py --mode float64 --ticks 20000 --json
 
-``--json`` prints one JSON object per line: ``adopted``, ``status`` and a final ``summary``.
+``--json`` prints one JSON object per line: ``adopted``, ``status``, one ``interval`` a second
+(the record ``python -m bench engine`` reads, see bench/engine_contract.py) and a final ``summary``.
+``--thermal-file PATH`` holds an announced thermal state (0..1), re-read every interval (missing:
+0); in ``qas`` mode the embedded observer reports it to the decider beside the sensors.
 
 Security: on the embedded bus the in-process decider signs with an ephemeral key and the engine
 adopts only what verifies. On Kafka, given the key file the decider signs with
@@ -186,6 +189,8 @@ class Engine:
         self.over_limit_at: int | None = None
         self.positions_out = open(args.positions_out, "wb") if args.positions_out else None
         self.last: dict[str, Any] = {}
+        self.bars: list[list[Any]] = []  # [bar index, positions] completed since the last interval
+        self.interval_lat: list[float] = []
 
     @property
     def batch_items(self) -> int:
@@ -200,6 +205,7 @@ class Engine:
     def step(self) -> float:
         """One batch: new bars in, features out. Returns its latency in seconds."""
         k = max(1, math.ceil(self.batch_items / self.args.symbols))
+        first_bar = self.market.bar
         bars = self.market.next_bars(k)
         started = time.perf_counter()
         profit = 0.0
@@ -219,6 +225,9 @@ class Engine:
             self.prev_pos = pos[-1]
             if self.positions_out is not None:
                 self.positions_out.write(pos.tobytes())
+            if self.args.json:
+                start = first_bar + k - k_eff
+                self.bars.extend([start + i, row] for i, row in enumerate(pos.tolist()))
             corr = f["corr"]
             off = corr[~np.eye(len(corr), dtype=bool)] if len(corr) > 1 else np.zeros(1)
             self.last.update(
@@ -229,6 +238,7 @@ class Engine:
         self.ticks += k
         self.batches += 1
         self.latencies.append(seconds * 1000)
+        self.interval_lat.append(seconds * 1000)
         if self.client is not None:
             self.client.record_batch(seconds, k * self.args.symbols)
         rss = resident_bytes()
@@ -236,6 +246,27 @@ class Engine:
         if self.args.memory_limit and rss > self.args.memory_limit and self.over_limit_at is None:
             self.over_limit_at = self.ticks
         return seconds
+
+    @property
+    def precision_bits(self) -> int:
+        """The decided storage precision under QAS, else the compute dtype's width."""
+        if self.client is not None and self.client.current is not None:
+            return int(self.client.current.decision.precision_bits)
+        return int(self.dtype.itemsize * 8)
+
+    def interval(self, t: float) -> dict[str, Any]:
+        """The bench's per-interval record (bench/engine_contract.py); resets the interval."""
+        lat = self.interval_lat or [0.0]
+        adopted = None if self.client is None or not self.client.adopted else self.client.adopted[-1]
+        rec = {
+            "type": "interval", "t": t, "ticks": self.ticks,
+            "sim_hours": self.ticks * self.args.bar_seconds / 3600, "rss_bytes": resident_bytes(),
+            "p99_batch_ms": float(np.percentile(lat, 99)), "batch_size": self.batch_items,
+            "precision_bits": self.precision_bits, "bars": self.bars, "pnl_bp": self.pnl * 1e4,
+            "adopted_decision_ms": None if adopted is None else adopted.latency_seconds * 1000,
+        }  # fmt: skip
+        self.bars, self.interval_lat = [], []
+        return rec
 
     def summary(self, wall: float) -> dict[str, Any]:
         lat = np.asarray(self.latencies or [0.0])
@@ -292,12 +323,16 @@ async def trade(args: argparse.Namespace, client: EngineClient | None) -> dict[s
     began = time.monotonic()
     deadline = None if args.duration is None else began + args.duration
     last_inputs = last_status = 0.0
+    last_interval = began
     try:
         while (args.ticks is None or engine.ticks < args.ticks) and (
             deadline is None or time.monotonic() < deadline
         ):
             seconds = engine.step()
             now = time.monotonic()
+            if args.json and now - last_interval >= args.interval_seconds:
+                last_interval = now
+                emit(args, engine.interval(now - began), "")
             if client is not None and now - last_inputs >= 0.2 and "entropy" in engine.last:
                 await client.publish_inputs(
                     entropy=engine.last["entropy"], profit=engine.last["profit"]
@@ -327,6 +362,8 @@ async def trade(args: argparse.Namespace, client: EngineClient | None) -> dict[s
     finally:
         if engine.positions_out is not None:
             engine.positions_out.close()
+    if args.json and (engine.bars or engine.interval_lat):
+        emit(args, engine.interval(time.monotonic() - began), "")
     return engine.summary(time.monotonic() - began)
 
 
@@ -351,6 +388,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bootstrap_servers=args.bootstrap_servers, settings=settings, host_id=args.host_id,
         latency_objective_ms=args.latency_objective_ms, memory_limit_bytes=limit,
         max_store_bytes=max_store, feedback_interval_seconds=args.feedback_interval,
+        thermal_source=(lambda: read_thermal(args.thermal_file)) if args.thermal_file else None,
     ) as client:  # fmt: skip
         if args.bootstrap_servers:
             await asyncio.sleep(args.warmup)  # let the group join before the first decision
@@ -361,6 +399,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         summary["refused"] = dict(client.follower.adopter.refused)
         summary["refused_unverified"] = client.follower.adopter.refused.get("unverified", 0)
         return summary
+
+
+def read_thermal(path: Path) -> float:
+    """The announced thermal state in ``path`` (0..1); a missing or unreadable file means 0."""
+    try:
+        return min(1.0, max(0.0, float(path.read_text().strip() or 0)))
+    except (OSError, ValueError):
+        return 0.0
 
 
 def parse_bytes(text: str) -> int:
@@ -402,6 +448,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--memory-limit",
+        "--memory-limit-bytes",
+        dest="memory_limit",
         type=parse_bytes,
         help="the limit the engine runs under (bytes, or 512M, 2G)",
     )
@@ -431,6 +479,10 @@ def parser() -> argparse.ArgumentParser:
         "--linger", type=float, default=0.0, help="seconds to keep following after trading"
     )
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    p.add_argument("--thermal-file", type=Path,
+                   help="announced thermal state (0..1), re-read every interval; qas reports it")
+    p.add_argument("--interval-seconds", type=float, default=1.0,
+                   help="--json: seconds between interval records (default 1)")  # fmt: skip
     env = os.environ.get
     p.add_argument("--signing-key-file", type=Path, default=env("QAS_SIGNING_KEY_FILE") or None,
                    help="the decider's key file: adopt only decisions it signed")  # fmt: skip

@@ -193,6 +193,7 @@ async def connect(
     embedded_qas: bool | None = None,
     keys: KeyRing | None = None,
     security: BrokerSecurity | None = None,
+    thermal_source: Callable[[], float] | None = None,
     **options: Any,
 ) -> AsyncIterator[EngineClient]:
     """An ``EngineClient`` running (following and reporting) for the ``async with`` block.
@@ -202,6 +203,8 @@ async def connect(
     ``keys`` (an ephemeral key when none is given) and the engine adopts only what verifies.
     With Kafka, ``keys`` is the decider's key file: only decisions signed with it are adopted
     (without it, decisions are not verified). ``security``: TLS/SASL for the broker.
+    ``thermal_source``: an announced thermal state (0..1) the embedded observer reports beside
+    its sensors (the higher wins), e.g. a file a test harness writes.
     """
     settings = settings or Settings()
     host = host_id or settings.host_id or socket.gethostname()
@@ -220,7 +223,9 @@ async def connect(
     tasks: list[asyncio.Task[None]] = []
     try:
         if embedded_qas:
-            probe = HardwareProbe(settings, host, nvml=NvmlReader(load_pynvml()))
+            probe = HardwareProbe(
+                settings, host, nvml=NvmlReader(load_pynvml()), thermal_source=thermal_source
+            )
             tasks.append(asyncio.create_task(ObserverService(bus, probe, settings).run(stop)))
             decider = DeciderService(bus, settings, host, signer=keys)
             tasks.append(asyncio.create_task(decider.run(stop)))

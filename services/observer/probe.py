@@ -39,6 +39,7 @@ class HardwareProbe:
         stats: Stats | None = None,
         nvml: NvmlReader | None = None,
         clock: Callable[[], float] = time.time,
+        thermal_source: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.host_id = host_id
@@ -46,6 +47,8 @@ class HardwareProbe:
         self.stats = stats if stats is not None else LiveStats()
         self.nvml = nvml if nvml is not None else NvmlReader(None)
         self.clock = clock
+        # an announced thermal state (0..1) beside the sensors: the higher of the two is used
+        self.thermal_source = thermal_source
         self.last: HardwareSnapshot | None = None
 
     def inventory(self) -> tuple[Inventory, list[Missing]]:
@@ -117,6 +120,8 @@ class HardwareProbe:
         gpus, gpu_missing = self.nvml.sensors() if self.nvml.ready else ([], [])
         pi = sysfs.pi_throttle(root)
         state, throttling = thermal_state(temps, gpus, pi, self.settings.thermal)
+        if self.thermal_source is not None:
+            state = max(state, min(1.0, max(0.0, float(self.thermal_source()))))
         _, available, swap = self.stats.memory()
         return SensorReading(
             event_time=self.clock(),

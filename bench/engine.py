@@ -126,7 +126,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> None:
     p.add_argument("--engine", default="examples/trading_engine.py")
     p.add_argument("--seconds", type=float, default=20 if quick else 75)
     p.add_argument("--squeeze-seconds", type=float, default=None)
-    p.add_argument("--limit-bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--limit-bytes", type=int, default=160 * 1024 * 1024)
     p.add_argument("--cores", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--symbols", type=int, default=50)

@@ -11,7 +11,9 @@ JSON lines on stdout, flushed per line (anything else on stdout is ignored):
    "rss_bytes":<int>,"p99_batch_ms":<float>,"batch_size":<int>,"precision_bits":<64|32|16|8>,
    "bars":[[<bar index>,[<position per symbol, int>...]],...]   # bars completed this interval
    "pnl_bp":<cumulative PnL in basis points of notional at the last bar>,
-   "adopted_decision_ms":<decision-to-adoption latency or null>}
+   "adopted_decision_ms":<decision-to-adoption latency or null>,
+   "pnl_marks":[[<bar index>,<cumulative PnL bp at that bar>],...]}   # optional: fixed bars, so
+                                                                     # runs compare bar for bar
   {"type":"summary","ticks":..,"sim_hours":..,"pnl_bp":..}          # only if it ends normally
 """
 
@@ -53,6 +55,8 @@ class Run:
                 last = int(bar)
             if last is not None and "pnl_bp" in rec:
                 self.pnl_by_bar[last] = float(rec["pnl_bp"])
+            for bar, pnl in rec.get("pnl_marks", []):
+                self.pnl_by_bar[int(bar)] = float(pnl)
         elif rec.get("type") == "summary":
             self.summary = rec
 

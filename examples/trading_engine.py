@@ -60,6 +60,7 @@ from shared.market import StreamingEstimator
 log = logging.getLogger("engine")
 F64 = npt.NDArray[np.float64]
 FAST, SLOW = 10, 50
+PNL_MARK = 500  # --json: the interval records carry the cumulative PnL at every 500th bar
 
 
 class Market:
@@ -191,6 +192,7 @@ class Engine:
         self.last: dict[str, Any] = {}
         self.bars: list[list[Any]] = []  # [bar index, positions] completed since the last interval
         self.interval_lat: list[float] = []
+        self.pnl_marks: list[list[float]] = []
 
     @property
     def batch_items(self) -> int:
@@ -221,7 +223,13 @@ class Engine:
             f = features(px, k_eff, self.dtype, self.args.corr_window)
             pos, ret = f["positions"], f["returns"].astype(np.float64)
             held = np.concatenate([self.prev_pos[None, :], pos[:-1]]).astype(np.float64)
-            self.pnl += float(np.mean(held * ret, axis=1).sum())
+            per_bar = np.mean(held * ret, axis=1)
+            if self.args.json:  # cumulative PnL at every PNL_MARK-th bar, comparable across runs
+                start = first_bar + k - k_eff
+                cum = self.pnl + np.cumsum(per_bar)
+                for i in range((-start) % PNL_MARK, k_eff, PNL_MARK):
+                    self.pnl_marks.append([start + i, float(cum[i]) * 1e4])
+            self.pnl += float(per_bar.sum())
             self.prev_pos = pos[-1]
             if self.positions_out is not None:
                 self.positions_out.write(pos.tobytes())
@@ -262,10 +270,10 @@ class Engine:
             "type": "interval", "t": t, "ticks": self.ticks,
             "sim_hours": self.ticks * self.args.bar_seconds / 3600, "rss_bytes": resident_bytes(),
             "p99_batch_ms": float(np.percentile(lat, 99)), "batch_size": self.batch_items,
-            "precision_bits": self.precision_bits, "bars": self.bars, "pnl_bp": self.pnl * 1e4,
+            "precision_bits": self.precision_bits, "bars": self.bars, "pnl_bp": self.pnl * 1e4, "pnl_marks": self.pnl_marks,
             "adopted_decision_ms": None if adopted is None else adopted.latency_seconds * 1000,
         }  # fmt: skip
-        self.bars, self.interval_lat = [], []
+        self.bars, self.interval_lat, self.pnl_marks = [], [], []
         return rec
 
     def summary(self, wall: float) -> dict[str, Any]:

@@ -187,6 +187,9 @@ class TieredPool:
             del self._buffers[name]
 
     def _enforce(self, report: PoolReport, protect: Block | None = None) -> None:
+        # The new block is protected by its seq, not its identity: once downgraded it is a new
+        # Block object, and the old scan then evicted the block it was writing while reporting
+        # the write as a success (found by the differential test; the indexed pool refuses).
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
             lowerable = [(b.value, b.seq, name, b) for name, b in self._all()
@@ -200,7 +203,7 @@ class TieredPool:
                 self._reserve = None  # the reserve is a bet; real data comes first
                 continue
             low = [
-                (b.seq, name, b) for name, b in self._all() if not b.high_value and b is not protect
+                (b.seq, name, b) for name, b in self._all() if not b.high_value and (protect is None or b.seq != protect.seq)
             ]
             if low:
                 _, name, b = min(low, key=lambda t: t[0])

@@ -180,3 +180,15 @@ def test_a_decision_that_changes_neither_tier_nor_budget_touches_no_block() -> N
     assert looked_at <= 1  # the error bound's heap top; no scan of the 2000 blocks
     pool.apply(8, 10**9)  # a tier change touches exactly the blocks above it
     assert looked_at == 1 + 1 + 2000 and {b.enc.bits for b in pool.blocks("s0")} == {8}
+
+
+def test_a_write_never_succeeds_by_evicting_itself() -> None:
+    # High-value data fills the budget; a low-value write that is downgraded to fit and still
+    # does not fit must be refused, not "written" and then evicted (the old scan's bug).
+    pool = TieredPool(budget_bytes=2000, tier=16)
+    pool.write("b0", PRICES[:1], value=1.0, now=1)
+    pool.write("b0", PRICES[:116], value=1.0, now=2)
+    pool.apply(16, 2000)
+    ok = pool.write("b0", PRICES[:769], value=0.0, now=4)
+    seqs = [b.seq for b in pool.blocks("b0")]
+    assert ok == (pool._seq in seqs)

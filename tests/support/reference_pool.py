@@ -132,7 +132,7 @@ class TieredPool:
             report = PoolReport(0, 0, 0.0)
             self._enforce(report, protect=block)
             if report.rejected:
-                self._buffers[name] = tuple(b for b in self._buffers[name] if b is not block)
+                self._buffers[name] = tuple(b for b in self._buffers[name] if b.seq != block.seq)
                 if not self._buffers[name]:
                     del self._buffers[name]
                 self.rejected_writes += 1
@@ -187,7 +187,8 @@ class TieredPool:
             del self._buffers[name]
 
     def _enforce(self, report: PoolReport, protect: Block | None = None) -> None:
-        # The new block is protected by its seq, not its identity: once downgraded it is a new
+        # The new block is protected (and removed when refused) by its seq, not its identity:
+        # once downgraded it is a new
         # Block object, and the old scan then evicted the block it was writing while reporting
         # the write as a success (found by the differential test; the indexed pool refuses).
         steps = ladder(self.top_bits)

@@ -192,3 +192,4 @@ def test_a_write_never_succeeds_by_evicting_itself() -> None:
     ok = pool.write("b0", PRICES[:769], value=0.0, now=4)
     seqs = [b.seq for b in pool.blocks("b0")]
     assert ok == (pool._seq in seqs)
+    assert pool.nbytes() <= pool.budget_bytes  # a refused block leaves nothing behind

@@ -59,14 +59,22 @@ class ConsumingService:
             await self.on_start()
             await serve(
                 self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
-                on_batch=self._batch_done, lag=self.lag,
+                on_batch=self._batch_done, lag=self.lag, on_assigned=self.on_assigned,
+                on_handled=self.on_handled,
             )  # fmt: skip
         finally:
             self._stopped = True
             await self._batch_done()  # wake drained() waiters: nothing more will come
 
     async def on_start(self) -> None:
-        """Hook before the first record (metrics wiring, state rebuild)."""
+        """Hook before the group is joined (metrics wiring)."""
+
+    async def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """Hook before the first record of newly assigned (topic, partition)s is handled: a
+        start, a restart or a takeover in a rebalance (state rebuild). Must not raise."""
+
+    async def on_handled(self) -> None:
+        """Hook after every record of a batch was handled, before the batch is committed."""
 
     async def _batch_done(self) -> None:
         async with self._progress:

@@ -49,6 +49,13 @@ class LabelBound:
         self._seen.add(value)
         return value
 
+    def forget(self, value: str) -> bool:
+        """Free ``value``'s slot (its host was dropped); True when it held one."""
+        if value in self._seen:
+            self._seen.discard(value)
+            return True
+        return False
+
 
 class LagCollector(Collector):
     """Consumer lag per group, topic and partition, read at scrape time from the services'

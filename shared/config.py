@@ -124,4 +124,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     # Hosts the decider keeps state for (host_id comes from the bus: untrusted); least recently
     # seen evicted and counted
     max_tracked_hosts: Annotated[int, Meta(ge=1)] = 4096
+    # A host (and its tick estimators) with no input for this long is forgotten: its state, its
+    # /metrics series. A host that comes back starts from its next hardware snapshot.
+    host_state_max_age_seconds: Positive = 900.0
     inventory_interval_seconds: Positive = 10.0

@@ -28,6 +28,10 @@ class HostState:
     prior: PriorState = field(default_factory=PriorState)
     pending_change: bool = False  # a collapse not yet turned into a decision
     feedback: FeedbackReport | None = None  # the engine's latest report (qas.feedback)
+    # The sequence epoch of the last decision published for this host, by any decider: a
+    # decider taking the host over never stamps a lower one (the applier would refuse it).
+    epoch: int = 0
+    seen_at: float = 0.0  # the decider's clock when an input for this host last arrived
 
     def observe_hardware(self, snap: HardwareSnapshot) -> None:
         known = self.hardware.fingerprint if self.hardware is not None else None

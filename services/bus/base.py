@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 import msgspec
@@ -40,6 +40,11 @@ class Consumer(Protocol):
         """Records behind the end, per (topic, partition) this consumer reads (for /metrics)."""
         ...
 
+    def take_assigned(self) -> set[tuple[str, int]]:
+        """The (topic, partition)s assigned to this consumer since the last call (a start, a
+        restart, a takeover in a rebalance); each is returned once."""
+        ...
+
 
 class Bus(Protocol):
     @property
@@ -49,11 +54,16 @@ class Bus(Protocol):
     async def publish(self, topic: str, key: str, value: bytes) -> None: ...
     def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
     async def read_back(
-        self, topics: Sequence[str], seconds: float, tail: int | None = None
+        self,
+        topics: Sequence[str],
+        seconds: float,
+        tail: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> list[Record]:
         """What the topics hold now, read without a group (no committed offset moves): from the
-        beginning, or only the last ``tail`` records of each partition; bounded by ``seconds``
-        (raises a retriable BusError when the broker cannot answer in time)."""
+        beginning, or only the last ``tail`` records of each partition; only the given partition
+        numbers when ``partitions`` is set; bounded by ``seconds`` (raises a retriable BusError
+        when the broker cannot answer in time)."""
         ...
 
 

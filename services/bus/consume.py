@@ -31,6 +31,8 @@ MAX_BACKOFF_SECONDS = 5.0
 DEAD_LETTER_TRIES = 5
 FIRST_BACKOFF_SECONDS = 0.2
 MAX_KEY_BYTES = 1024
+# Called with the (topic, partition)s newly assigned to this consumer.
+OnAssigned = Callable[[set[tuple[str, int]]], Awaitable[None]]
 
 
 class Rejected(Exception):
@@ -188,13 +190,22 @@ async def consume(
     stats: Counter[str],
     on_batch: Callable[[], Awaitable[None]] | None = None,
     lag: dict[tuple[str, int], int] | None = None,
+    on_assigned: OnAssigned | None = None,
+    on_handled: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run until ``stop`` is set; the caller starts and stops the consumer. ``lag`` is
-    refreshed after every poll (records behind per topic and partition, for /metrics)."""
+    refreshed after every poll (records behind per topic and partition, for /metrics).
+    ``on_handled`` runs after every record of a batch was handled and before its commit (work
+    a service does once per batch); only a BusError may leave it (the batch is redelivered).
+    ``on_assigned`` sees every newly assigned partition before any of its records is handled
+    (a start, a restart, a takeover); it must not raise: the batch in hand is not re-fetched."""
     delay = 0.2
     while not stop.is_set():
         try:
             records = await consumer.getmany(sub.poll_seconds, sub.max_records)
+            assigned = consumer.take_assigned()
+            if assigned and on_assigned is not None:
+                await on_assigned(assigned)
             if lag is not None:
                 lag.update(await consumer.lag())
             for record in records:
@@ -202,6 +213,8 @@ async def consume(
                 if route is not None:
                     await _handle(bus, record, route, sub, stop, stats)
                 stats[f"handled:{record.topic}"] += 1
+            if records and on_handled is not None:
+                await on_handled()
             if records:
                 await consumer.commit(records)
         except BusError as exc:
@@ -229,13 +242,16 @@ async def serve(
     stats: Counter[str],
     on_batch: Callable[[], Awaitable[None]] | None = None,
     lag: dict[tuple[str, int], int] | None = None,
+    on_assigned: OnAssigned | None = None,
+    on_handled: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """A service's whole consuming life: join the group, consume until stop, leave cleanly."""
     consumer = bus.consumer(list(routes), sub.group)
     await consumer.start()
     try:
         await consume(
-            bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch, lag=lag
-        )
+            bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch, lag=lag,
+            on_assigned=on_assigned, on_handled=on_handled,
+        )  # fmt: skip
     finally:
         await consumer.stop()

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -95,8 +96,12 @@ class KafkaBus:
         compacted_topics: Sequence[str] = (),
         topics: Sequence[str] = (),
         security: BrokerSecurity | None = None,
+        partitions: int = 3,
     ) -> None:
         self.bootstrap = bootstrap_servers
+        # Partitions of the topics QAS creates (existing topics keep theirs): the most deciders
+        # of one group that can each own hosts (README "A fleet of deciders").
+        self.partitions = partitions
         # TLS/SASL kwargs for every client (services/bus/security.py); built once, so a bad
         # setting or an unreadable CA file fails here, before anything connects.
         self.security = (security or BrokerSecurity()).client_kwargs()
@@ -184,7 +189,7 @@ class KafkaBus:
             new = [
                 NewTopic(
                     t,
-                    num_partitions=3,
+                    num_partitions=self.partitions,
                     replication_factor=1,
                     topic_configs={"cleanup.policy": "compact"} if t in self._compacted else {},
                 )
@@ -233,14 +238,20 @@ class KafkaBus:
         return KafkaConsumer(self, list(topics), group)
 
     async def read_back(
-        self, topics: Sequence[str], seconds: float, tail: int | None = None
+        self,
+        topics: Sequence[str],
+        seconds: float,
+        tail: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> list[Record]:
         try:
-            return await asyncio.wait_for(self._read_back(topics, tail), seconds)
+            return await asyncio.wait_for(self._read_back(topics, tail, partitions), seconds)
         except (TimeoutError, KafkaError) as exc:
             raise bus_error(f"reading back {list(topics)}", exc) from None
 
-    async def _read_back(self, topics: Sequence[str], tail: int | None) -> list[Record]:
+    async def _read_back(
+        self, topics: Sequence[str], tail: int | None, partitions: Collection[int] | None
+    ) -> list[Record]:
         # No group: assigned partitions, positions set here, nothing committed.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -256,6 +267,7 @@ class KafkaBus:
                 TopicPartition(t, p)
                 for t in topics
                 for p in sorted(consumer.partitions_for_topic(t) or ())
+                if partitions is None or p in partitions
             ]
             if not tps:
                 return []
@@ -291,9 +303,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # Our loop commits after every batch, so nothing processed is left uncommitted here;
         # anything in flight is redelivered to the next owner (at-least-once).
         log.info("group %s: partitions revoked: %s", self.owner.group, sorted(map(str, revoked)))
+        self.owner.assigned.difference_update((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("group %s: partitions assigned: %s", self.owner.group, sorted(map(str, assigned)))
+        self.owner.assigned.update((tp.topic, tp.partition) for tp in assigned)
 
 
 class KafkaConsumer:
@@ -302,6 +316,7 @@ class KafkaConsumer:
         self.topics = topics
         self.group = group
         self._consumer: AIOKafkaConsumer | None = None
+        self.assigned: set[tuple[str, int]] = set()  # since the last take_assigned()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -311,6 +326,9 @@ class KafkaConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.bus.session_timeout * 1000),
+            # Range gives one member partition p of every topic it reads, so one host's
+            # hardware, sensors and market events (all keyed by host id) meet in one decider.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 6),
             fetch_max_wait_ms=max(1, round(self.bus.fetch_max_wait * 1000)),
             **self.bus.security,
@@ -361,6 +379,10 @@ class KafkaConsumer:
             for msgs in batches.values()
             for m in msgs
         ]
+
+    def take_assigned(self) -> set[tuple[str, int]]:
+        taken, self.assigned = self.assigned, set()
+        return taken
 
     async def lag(self) -> dict[tuple[str, int], int]:
         """High watermark (from the last fetch response) minus our position, for the partitions

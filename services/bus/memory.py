@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from services.bus.base import Record, commit_offsets
 
@@ -83,12 +83,17 @@ class MemoryBus:
         }
 
     async def read_back(
-        self, topics: Sequence[str], seconds: float, tail: int | None = None
+        self,
+        topics: Sequence[str],
+        seconds: float,
+        tail: int | None = None,
+        partitions: Collection[int] | None = None,
     ) -> list[Record]:
         out: list[Record] = []
         for topic in topics:
-            for part in self._parts(topic):
-                out += part.records if tail is None else part.records[-tail:]
+            for i, part in enumerate(self._parts(topic)):
+                if partitions is None or i in partitions:
+                    out += part.records if tail is None else part.records[-tail:]
         return out
 
 
@@ -98,6 +103,7 @@ class MemoryConsumer:
         self._topics = topics
         self._group = group
         self._position: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         committed = self._bus._committed.setdefault(self._group, {})
@@ -105,9 +111,15 @@ class MemoryConsumer:
             for i, part in enumerate(self._bus._parts(topic)):
                 committed.setdefault((topic, i), part.base)
                 self._position[(topic, i)] = max(committed[(topic, i)], part.base)
+        self._assigned = set(self._position)  # one consumer per group: every partition
 
     async def stop(self) -> None:
         self._position.clear()
+        self._assigned.clear()
+
+    def take_assigned(self) -> set[tuple[str, int]]:
+        taken, self._assigned = self._assigned, set()
+        return taken
 
     def _take(self, max_records: int) -> list[Record]:
         out: list[Record] = []

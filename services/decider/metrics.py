@@ -7,6 +7,7 @@ the age of every input, per host. Hosts are bounded (``LabelBound``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
@@ -82,6 +83,21 @@ class DeciderMetrics:
 
     def observe_input(self, host_id: str, which: str) -> None:
         self.last_input[(self.host(host_id), which)] = self.clock()
+
+    def forget(self, host_id: str) -> None:
+        """Remove a dropped host's series, so its slot goes to a host still running."""
+        if not self.host.forget(host_id):
+            return  # never had series of its own (it read ``other``)
+        for gauge in (self.batch_size, self.workers, self.entropy, self.profit, self.held,
+                      self.published):  # fmt: skip
+            with contextlib.suppress(KeyError):
+                gauge.remove(host_id)
+        for state in QUANTUM_STATES:
+            with contextlib.suppress(KeyError):
+                self.quantum_state.remove(host_id, state)
+        self.last_decision.pop(host_id, None)
+        for which in INPUTS:
+            self.last_input.pop((host_id, which), None)
 
     def observe_held(self, host_id: str) -> None:
         self.held.labels(self.host(host_id)).inc()

@@ -1,14 +1,17 @@
-"""Read back what a (re)starting decider needs before its first decision (shared/rebuild.py).
+"""Read back what a decider needs before it decides for newly assigned hosts (shared/rebuild.py).
 
-A restarted decider resumes its group at the committed offsets, so it would never see the
-compacted hardware snapshot again: it reads the hardware topic from the beginning and the tail
-of the decisions topic with a group-less reader, bounded in time.
+A decider that starts, restarts or takes over partitions in a rebalance resumes the group at the
+committed offsets, so it would never see the compacted hardware snapshot again: for the
+partitions just assigned it reads the hardware topic from the beginning and the tails of the
+decisions and sensors topics with a group-less reader, bounded in time. Every topic is keyed by
+host id with the same partition count, so partition p of each holds the same hosts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -41,6 +44,7 @@ class Rebuilt:
     priors: dict[str, PriorState]
     sensors: dict[str, SensorReading]
     market: dict[str, tuple[MarketEntropy | None, ProfitPotential | None]]
+    epochs: dict[str, int]  # the sequence epoch of each host's last decision
 
 
 S = TypeVar("S", bound=Struct)
@@ -58,20 +62,27 @@ def _decoded(records: list[Record], kind: type[S], stats: Counter[str]) -> list[
     return out
 
 
-async def read_back_state(bus: Bus, settings: Settings, stats: Counter[str]) -> Rebuilt:
+async def read_back_state(
+    bus: Bus, settings: Settings, stats: Counter[str], partitions: Collection[int] | None = None
+) -> Rebuilt:
+    """The state the bus holds for the hosts of ``partitions`` (None: every partition)."""
     t = settings.topics
     try:
-        hw_records = await bus.read_back([t.hardware], READ_BACK_SECONDS)
-        decision_records = await bus.read_back([t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL)
-        sensor_records = await bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL)
+        hw_records = await bus.read_back([t.hardware], READ_BACK_SECONDS, None, partitions)
+        decision_records = await bus.read_back(
+            [t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL, partitions
+        )
+        sensor_records = await bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL,
+                                             partitions)  # fmt: skip
     except BusError as exc:  # deciding from nothing beats not deciding: say so, go on
         stats["rebuild_failed"] += 1
         log.warning("state rebuild skipped: %s", exc)
-        return Rebuilt({}, {}, {}, {})
+        return Rebuilt({}, {}, {}, {}, {})
     hardware = latest_per_host(_decoded(hw_records, HardwareSnapshot, stats))
     sensors = latest_per_host(_decoded(sensor_records, SensorReading, stats))
     priors: dict[str, PriorState] = {}
     market = {}
+    epochs: dict[str, int] = {}
     for host, d in latest_per_host(_decoded(decision_records, ScalingDecision, stats)).items():
         try:
             priors[host] = prior_after(d, settings.decision)
@@ -79,8 +90,11 @@ async def read_back_state(bus: Bus, settings: Settings, stats: Counter[str]) -> 
             stats["rebuild_skipped"] += 1
             continue
         market[host] = market_inputs(d)
+        epochs[host] = d.sequence_epoch
+    stats["rebuilds"] += 1
     log.info(
-        "state rebuilt: hardware for %d host(s), last decision for %d host(s) (%d records read)",
-        len(hardware), len(priors), len(hw_records) + len(decision_records) + len(sensor_records),
+        "state rebuilt for partitions %s: hardware for %d host(s), last decision for %d host(s) "
+        "(%d records read)", "all" if partitions is None else sorted(partitions), len(hardware),
+        len(priors), len(hw_records) + len(decision_records) + len(sensor_records),
     )  # fmt: skip
-    return Rebuilt(hardware, priors, sensors, market)
+    return Rebuilt(hardware, priors, sensors, market, epochs)

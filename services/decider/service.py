@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from services.base import ConsumingService, Handler
-from services.bus.base import Bus
+from services.bus.base import Bus, BusError
 from services.bus.consume import publish_retrying
 from services.decider.metrics import DeciderMetrics
 from services.decider.rebuild import read_back_state
@@ -62,36 +62,96 @@ class DeciderService(ConsumingService):
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
-        # (host, symbol) -> estimator, least recently seen first; capped by configuration.
-        self._estimators: OrderedDict[tuple[str, str], StreamingEstimator] = OrderedDict()
+        # (host, symbol) -> (last seen, estimator), least recently seen first; capped and aged
+        # out by configuration.
+        self._estimators: OrderedDict[tuple[str, str], tuple[float, StreamingEstimator]] = (
+            OrderedDict()
+        )
         self.signer = signer  # None only with --insecure-unsigned (or a test)
         # Sequences restart with this process: the epoch orders them across restarts.
         self.epoch = int(time.time() * 1000)
         self.metrics = metrics or DeciderMetrics()
+        self._dirty: dict[str, None] = {}  # hosts to decide at the end of this batch, in order
 
     async def on_start(self) -> None:
-        """Before the first record: the hardware and stabiliser state the bus still holds."""
         self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
         self.metrics.watch_dead_letters("decider", self.stats)
-        rebuilt = await read_back_state(self.bus, self.settings, self.stats)
+
+    async def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """Before the first record of newly assigned partitions (a start, a restart, a takeover
+        from another decider): the hardware and stabiliser state the bus holds for their hosts.
+        What the bus holds is at least as new as what this process may remember of them."""
+        numbers = {p for _, p in partitions}
+        rebuilt = await read_back_state(self.bus, self.settings, self.stats, numbers)
         for host, snap in rebuilt.hardware.items():
             self._host(host).hardware = snap  # known, not a change: no pending_change
         for host, prior in rebuilt.priors.items():
-            self._host(host).prior = prior
-            self._host(host).entropy, self._host(host).profit = rebuilt.market[host]
+            state = self._host(host)
+            state.prior = prior
+            state.entropy, state.profit = rebuilt.market[host]
+            state.epoch = max(state.epoch, rebuilt.epochs[host])
         for host, reading in rebuilt.sensors.items():
-            self._host(host).sensors = reading
+            state = self._host(host)
+            if state.sensors is None or reading.event_time >= state.sensors.event_time:
+                state.sensors = reading
 
     def _host(self, host_id: str) -> HostState:
+        now = self.clock()
         state = self.hosts.get(host_id)
         if state is None:
             state = self.hosts[host_id] = HostState()
             while len(self.hosts) > self.settings.max_tracked_hosts:
-                self.hosts.popitem(last=False)
+                self._forget(self.hosts.popitem(last=False)[0])
                 self.stats["hosts_evicted"] += 1
         else:
             self.hosts.move_to_end(host_id)
+        state.seen_at = now
+        self._expire(now)
         return state
+
+    def _expire(self, now: float) -> None:
+        """Drop hosts (and their tick estimators) unseen for longer than the configured age;
+        least recently seen first, so this stops at the first host still in time."""
+        limit = now - self.settings.host_state_max_age_seconds
+        while self.hosts:
+            host, oldest = next(iter(self.hosts.items()))
+            if oldest.seen_at >= limit:
+                break
+            del self.hosts[host]
+            self._forget(host)
+            self.stats["hosts_expired"] += 1
+        while self._estimators:
+            key, (seen, _) = next(iter(self._estimators.items()))
+            if seen >= limit:
+                break
+            del self._estimators[key]
+            self.stats["symbols_expired"] += 1
+
+    def _forget(self, host_id: str) -> None:
+        self.metrics.forget(host_id)
+
+    async def _changed(self, host_id: str) -> None:
+        """An input for ``host_id`` arrived. Live, the host is decided once at the end of the
+        batch, from everything the batch brought (a restart's backlog is one decision from the
+        newest inputs, not one per stale record); a replay decides at every market event."""
+        if self.event_clock:
+            await self._evaluate(host_id)
+        else:
+            self._dirty[host_id] = None
+
+    async def on_handled(self) -> None:
+        """Every record of the batch handled, before its commit: decide for the hosts it
+        touched (a crash before the decisions are out redelivers the batch)."""
+        while self._dirty:
+            host_id = next(iter(self._dirty))
+            del self._dirty[host_id]
+            try:
+                await self._evaluate(host_id)
+            except BusError:
+                raise  # stopping with the broker away: the batch is redelivered
+            except Exception:  # one host's inputs must not stop the others' decisions
+                self.stats["evaluations_failed"] += 1
+                log.exception("decider: evaluating host %r failed", host_id[:253])
 
     async def _evaluate(self, host_id: str) -> None:
         state = self._host(host_id)
@@ -108,7 +168,8 @@ class DeciderService(ConsumingService):
             self.metrics.observe_held(host_id)
             return
         state.pending_change = False
-        decision = msgspec.structs.replace(decision, sequence_epoch=self.epoch)
+        state.epoch = max(self.epoch, state.epoch)
+        decision = msgspec.structs.replace(decision, sequence_epoch=state.epoch)
         if self.signer is not None:
             decision = sign(decision, self.signer.signer)
         await publish_retrying(
@@ -128,7 +189,7 @@ class DeciderService(ConsumingService):
         self.metrics.observe_input(snap.host_id, "hardware")
         self._host(snap.host_id).observe_hardware(snap)
         if not self.event_clock:  # replays: market events set the time and drive decisions
-            await self._evaluate(snap.host_id)
+            await self._changed(snap.host_id)
 
     async def on_sensors(self, reading: SensorReading) -> None:
         self.metrics.observe_input(reading.host_id, "sensors")
@@ -140,25 +201,34 @@ class DeciderService(ConsumingService):
             return
         state.sensors = reading
         if not self.event_clock:
-            await self._evaluate(reading.host_id)
+            await self._changed(reading.host_id)
 
     async def on_entropy(self, msg: MarketEntropy) -> None:
         self.metrics.observe_input(msg.host_id, "entropy")
         self._event_time = msg.event_time
-        self._host(msg.host_id).entropy = msg
-        await self._evaluate(msg.host_id)
+        state = self._host(msg.host_id)
+        if _older(msg, state.entropy):
+            self.stats["older_inputs_ignored"] += 1
+            return
+        state.entropy = msg
+        await self._changed(msg.host_id)
 
     async def on_profit(self, msg: ProfitPotential) -> None:
         self.metrics.observe_input(msg.host_id, "profit")
         self._event_time = msg.event_time
-        self._host(msg.host_id).profit = msg
-        await self._evaluate(msg.host_id)
+        state = self._host(msg.host_id)
+        if _older(msg, state.profit):
+            self.stats["older_inputs_ignored"] += 1
+            return
+        state.profit = msg
+        await self._changed(msg.host_id)
 
     def _estimator(self, host_id: str, symbol: str) -> StreamingEstimator:
         key = (host_id, symbol)
-        est = self._estimators.get(key)
-        if est is None:
-            est = self._estimators[key] = StreamingEstimator()
+        held = self._estimators.get(key)
+        est = StreamingEstimator() if held is None else held[1]
+        self._estimators[key] = (self.clock(), est)
+        if held is None:
             while len(self._estimators) > self.settings.max_tracked_symbols:
                 self._estimators.popitem(last=False)
                 self.stats["symbols_evicted"] += 1
@@ -193,7 +263,7 @@ class DeciderService(ConsumingService):
         ):
             state.profit = ProfitPotential(event_time=t, host_id=tick.host_id, value=derived[1],
                                            source="heuristic:trend")  # fmt: skip
-        await self._evaluate(tick.host_id)
+        await self._changed(tick.host_id)
 
     async def on_feedback(self, report: FeedbackReport) -> None:
         """Engine feedback (qas.feedback): the newest report per host, folded in as target
@@ -204,7 +274,7 @@ class DeciderService(ConsumingService):
             return
         self._event_time = max(self._event_time, report.event_time)
         state.feedback = report
-        await self._evaluate(report.host_id)
+        await self._changed(report.host_id)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
@@ -215,3 +285,15 @@ class DeciderService(ConsumingService):
             "ticks": self.on_tick,
             "feedback": self.on_feedback,
         }
+
+
+def _older(
+    msg: MarketEntropy | ProfitPotential, held: MarketEntropy | ProfitPotential | None
+) -> bool:
+    """A market input older than the one held from the same source, or than what a rebuild
+    restored (a restart's or a takeover's redelivered backlog): deciding on it would go back."""
+    return (
+        held is not None
+        and msg.event_time < held.event_time
+        and held.source in (msg.source, "rebuilt")
+    )

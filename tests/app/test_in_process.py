@@ -36,12 +36,15 @@ async def test_decisions_reach_the_applier_in_process_and_are_still_published() 
     await bus.publish(
         t.hardware, "h1", encode(snapshot(reference_host(), host="h1", t=time.time()))
     )
-    for i in range(5):
-        msg = MarketEntropy(event_time=time.time(), host_id="h1", value=0.1 + 0.2 * i)
-        await bus.publish(t.entropy, "h1", encode(msg))
     published: list[ScalingDecision] = []
     async with asyncio.timeout(10):
-        while len(sink.results) < len(sink.decisions) or len(sink.decisions) < 3:
+        # One at a time: the decider decides once per batch, from the newest of its inputs.
+        for i in range(5):
+            msg = MarketEntropy(event_time=time.time(), host_id="h1", value=0.1 + 0.2 * i)
+            await bus.publish(t.entropy, "h1", encode(msg))
+            while len(sink.decisions) < i + 1:
+                await asyncio.sleep(0.02)
+        while len(sink.results) < len(sink.decisions):
             await asyncio.sleep(0.02)
         while len(published) < len(sink.decisions):
             published += [

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -80,53 +81,74 @@ def test_decider_and_applier_killed_and_restarted_lose_nothing_apply_nothing_twi
     decider = Proc("decider", broker, key, "--json")
     applier = Proc("applier", broker, key, "--json", "--no-metrics", "--dry-run")
     market = None
+    level = [0.5]  # the entropy the engine publishes now
+    running = threading.Event()
     try:
         for p in (observer, decider, applier):
             p.start()
         market = KafkaProducer(bootstrap_servers=broker.bootstrap)
 
-        def entropy(v: float) -> None:
+        def publish(v: float) -> None:
             assert market is not None
-            msg = {"event_time": time.time(), "host_id": HOST, "value": v}
-            market.send("market.entropy", json.dumps(msg).encode(), key=HOST.encode())
+            t = time.time()
+            for topic, value in (("market.entropy", v), ("market.profit", 0.5)):
+                msg = {"event_time": t, "host_id": HOST, "value": value}
+                market.send(topic, json.dumps(msg).encode(), key=HOST.encode())
             market.flush(timeout=10)
 
+        def engine() -> None:  # an engine publishes its market signals all the time
+            while running.is_set():
+                publish(level[0])
+                time.sleep(0.3)
+
+        running.set()
+        feeder = threading.Thread(target=engine, daemon=True)
+        feeder.start()
         _wait(lambda: applier.lines("applied"), 60, "a first applied result")
-        entropy(0.9)
-        _wait(lambda: len(decider.lines("decision")) >= 2, 30, "decisions")
+        level[0] = 0.9
+        _wait(lambda: any(d["inputs"]["market_entropy"] > 0.85
+                          for d in decider.lines("decision")), 30, "decisions at 0.9")  # fmt: skip
+        time.sleep(2)  # smoothing settles: the last decisions before the kill are steady ones
 
         decider.kill()
         before = len(decider.lines("decision"))
+        last = decider.lines("decision")[-1]
         decider.start()
-        # A killed member holds its partitions until its session times out; inputs sent before
-        # the new one is assigned would be seconds old when decided on (and lower confidence).
+        # A killed member holds its partitions until its session times out; the engine goes on
+        # publishing meanwhile, and the restarted decider reads that backlog first.
         _wait(lambda: "qas-decider: partitions assigned" in decider.err.read_text(), 45,
               "the restarted decider's assignment")  # fmt: skip
-        entropy(1.0)  # a scale-up: not held by the scale-down window
+        level[0] = 1.0  # a scale-up: not held by the scale-down window
         _wait(lambda: len(decider.lines("decision")) > before, 45, "a decision after the restart")
         first = decider.lines("decision")[before]
         # Rebuilt from the compacted hardware topic: the restarted decider is not blind.
-        assert first["inputs"]["fingerprint"], "restarted decider has no fingerprint"
+        assert first["inputs"]["fingerprint"] == last["inputs"]["fingerprint"]
         assert first["memory_budget_bytes"] > 0 and first["inputs"]["effective_memory_bytes"] > 0
+        # Decided on the newest inputs of the backlog, not on a stale one: as confident as
+        # before the kill, and its sequence carries on from the last decision.
+        assert first["confidence"] == pytest.approx(last["confidence"], abs=0.01), (first, last)
+        assert first["sequence"] == last["sequence"] + 1
+        assert first["sequence_epoch"] > last["sequence_epoch"]
 
-        def applied_after_restart() -> bool:
-            ids = {d["decision_id"] for d in decider.lines("decision")[before:]}
-            return any(r["decision_id"] in ids and r["status"] == "applied"
-                       for r in applier.lines("applied"))  # fmt: skip
+        def result_of(decision_id: str) -> str | None:
+            return next((r["status"] for r in applier.lines("applied")
+                         if r["decision_id"] == decision_id), None)  # fmt: skip
 
-        _wait(lambda: (entropy(1.0), applied_after_restart())[1], 45,
-              "an applied decision from the restarted decider")  # fmt: skip
+        _wait(lambda: result_of(first["decision_id"]) is not None, 45,
+              "the applier's result for the restarted decider's first decision")  # fmt: skip
+        assert result_of(first["decision_id"]) == "applied"
+        print(f"first decision after the decider restart: confidence {first['confidence']:.2f} "
+              f"(before the kill {last['confidence']:.2f}), applied")
+        running.clear()
+        feeder.join(timeout=10)
 
-        status = {r["decision_id"]: r["status"] for r in applier.lines("applied")}
-        print(f"first decision after the decider restart: confidence {first['confidence']:.2f}, "
-              f"{status.get(first['decision_id'])}")
         applier.kill()
         for v in (0.2, 0.95):
-            entropy(v)
+            publish(v)
             time.sleep(1)
         applier.start()
         time.sleep(2)
-        entropy(0.99)
+        publish(0.99)
         decided = {d["decision_id"] for d in decider.lines("decision")}
         _wait(lambda: decided <= {r["decision_id"] for r in applier.lines("applied")}, 45,
               "a result for every decision")  # fmt: skip
@@ -135,6 +157,7 @@ def test_decider_and_applier_killed_and_restarted_lose_nothing_apply_nothing_twi
         assert applied and max(applied.values()) == 1, applied.most_common(3)
         print(f"decisions {len(decided)}, applied {len(applied)}, lost 0, applied twice 0")
     finally:
+        running.clear()
         if market is not None:
             market.close(timeout=2)
         for p in (applier, decider, observer):

@@ -95,19 +95,25 @@ async def pipeline(broker: TansuBroker) -> AsyncIterator[tuple[Settings, KafkaBu
 async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, broker) -> None:  # type: ignore[no-untyped-def]
     s, bus, _ = pipeline
     assert bus.connected
-    # The engine's market events, for two hosts; one host's decisions must stay in order.
-    for _i, (e, p) in enumerate([(0.5, 0.5), (0.9, 0.5), (0.5, 0.95), (0.2, 0.1)]):
+    # The engine's market events, for two hosts; one host's decisions must stay in order. The
+    # decider decides once per batch from the newest inputs, so each step waits for its decision.
+    def enough_for(n: int):  # type: ignore[no-untyped-def]
+        def enough(raw: list[bytes]) -> bool:
+            hosts = [decode(r, ScalingDecision).host_id for r in raw]
+            return hosts.count("engine-a") >= n and hosts.count("engine-b") >= n
+
+        return enough
+
+    for i, (e, p) in enumerate([(0.5, 0.5), (0.9, 0.5), (0.5, 0.95), (0.2, 0.1)]):
         for host in ("engine-a", "engine-b"):
             now = time.time()
             entropy = MarketEntropy(event_time=now, host_id=host, value=e)
             profit = ProfitPotential(event_time=now, host_id=host, value=p)
             await bus.publish(s.topics.entropy, host, encode(entropy))
             await bus.publish(s.topics.profit, host, encode(profit))
-            await asyncio.sleep(0.05)
-
-    def enough(raw: list[bytes]) -> bool:
-        hosts = [decode(r, ScalingDecision).host_id for r in raw]
-        return hosts.count("engine-a") >= 4 and hosts.count("engine-b") >= 4
+        if i < 3:  # the last one's scale-down may be held by the stabiliser's window
+            await read_topic(broker.bootstrap, s.topics.decisions, enough_for(i + 1))
+    enough = enough_for(3)
 
     decisions = [
         decode(r, ScalingDecision)

@@ -60,6 +60,16 @@ def port(text: str) -> int:
     return value
 
 
+def partitions(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be 1-1024: {text!r}")
+    return value
+
+
 def bootstrap(text: str) -> str:
     for server in text.split(","):
         host, sep, number = server.strip().rpartition(":")
@@ -145,6 +155,13 @@ OPTIONS: tuple[Opt, ...] = (
         "long, so it bounds latency there (README Benchmarks: 10 ms cut Kafka p99 about 4x "
         "against 100 ms at the same throughput)",
         BROKER, positive_float, 10.0, "QAS_FETCH_MAX_WAIT_MS", metavar="MS"),
+    Opt("--session-timeout", "Kafka consumer-group session timeout: a member silent this long "
+        "(killed, hung) loses its partitions to the others; a fleet's failover takes about this "
+        "plus the rejoin (README \"A fleet of deciders\")",
+        SERVICES, positive_float, 6.0, "QAS_SESSION_TIMEOUT", metavar="SECONDS"),
+    Opt("--partitions", "partitions of each topic QAS creates (topics that exist keep theirs): "
+        "the most deciders of one group that can share the hosts",
+        SERVICES, partitions, 3, "QAS_PARTITIONS", metavar="N"),
     Opt("--sensor-interval", "seconds between sensor readings",
         (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
     Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",

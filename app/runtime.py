@@ -62,6 +62,8 @@ class Options:
     host_id: str = default("host_id")
     connect_timeout: float = default("connect_timeout")
     fetch_max_wait_ms: float = default("fetch_max_wait_ms")
+    session_timeout: float = default("session_timeout")
+    partitions: int = default("partitions")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
     cgroup: Path | None = default("cgroup")  # noqa: RUF009 - an immutable None
@@ -103,6 +105,8 @@ def make_bus(opts: Options) -> Bus:
         opts.bootstrap_servers,
         connect_timeout=opts.connect_timeout,
         fetch_max_wait=opts.fetch_max_wait_ms / 1000.0,
+        session_timeout=opts.session_timeout,
+        partitions=opts.partitions,
         topics=t.all(),
         compacted_topics=t.compacted(),
         security=broker_security(opts),

@@ -13,7 +13,7 @@ import sys
 import time
 
 NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
-SLOW = ["soak"]  # run only when named: minutes long, with broker faults
+SLOW = ["soak", "fleet"]  # run only when named: minutes long, with broker faults or kills
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
                 print(f"bench {name}: no --json output", file=sys.stderr)
             continue
         print(f"\n== {name}: {mod.__doc__.strip().splitlines()[0]}", flush=True)
-        if name in SLOW:
+        if name == "soak":
             mod.main(quick=args.quick, minutes=args.minutes)
         else:
             mod.main(quick=args.quick)

@@ -74,6 +74,7 @@ async def _symbols(n: int, ticks: int) -> dict[str, Any]:
         clock[0] += 0.001
         tick = PriceTick(event_time=clock[0], host_id="h", symbol=symbols[i % n], price=price)
         await decider.on_tick(tick)
+        await decider.on_handled()  # the consume loop's end of batch: a batch of one
         await applier.on_tick(tick)
     prices = prices[40 * n :]
     started = time.perf_counter()
@@ -81,6 +82,7 @@ async def _symbols(n: int, ticks: int) -> dict[str, Any]:
         clock[0] += 0.001  # 1 000 ticks a second in all
         tick = PriceTick(event_time=clock[0], host_id="h", symbol=symbols[i % n], price=price)
         await decider.on_tick(tick)
+        await decider.on_handled()  # the consume loop's end of batch: a batch of one
         await applier.on_tick(tick)
         if i % 1000 == 999:
             t0 = time.perf_counter()
@@ -145,6 +147,7 @@ async def _hosts(n: int, events: int) -> dict[str, Any]:
     hosts = [f"host-{i}" for i in range(n)]
     for h in hosts:
         await decider.on_hardware(snapshot(reference_host(), host=h, t=clock[0]))
+        await decider.on_handled()
     made.clear()
     rng = np.random.default_rng(3)
     values = rng.random(events).tolist()
@@ -155,6 +158,7 @@ async def _hosts(n: int, events: int) -> dict[str, Any]:
         msg = MarketEntropy(event_time=clock[0], host_id=hosts[i % n], value=v)
         t0 = time.perf_counter()
         await decider.on_entropy(msg)
+        await decider.on_handled()  # the consume loop's end of batch: a batch of one
         decide_s += time.perf_counter() - t0
         while made:
             d = made.pop()

@@ -329,7 +329,9 @@ class KafkaConsumer:
             # Range gives one member partition p of every topic it reads, so one host's
             # hardware, sensors and market events (all keyed by host id) meet in one decider.
             partition_assignment_strategy=(RangePartitionAssignor,),
-            heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 6),
+            # Members learn of a rebalance (a member gone) at their next heartbeat: a short
+            # interval lets a fleet's survivors rejoin together, not up to a second apart.
+            heartbeat_interval_ms=max(100, int(self.bus.session_timeout * 1000) // 20),
             fetch_max_wait_ms=max(1, round(self.bus.fetch_max_wait * 1000)),
             **self.bus.security,
         )

@@ -9,6 +9,7 @@ host id with the same partition count, so partition p of each holds the same hos
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Collection
@@ -68,12 +69,12 @@ async def read_back_state(
     """The state the bus holds for the hosts of ``partitions`` (None: every partition)."""
     t = settings.topics
     try:
-        hw_records = await bus.read_back([t.hardware], READ_BACK_SECONDS, None, partitions)
-        decision_records = await bus.read_back(
-            [t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL, partitions
+        # At once: a takeover's hosts wait for the slowest of the three, not for their sum.
+        hw_records, decision_records, sensor_records = await asyncio.gather(
+            bus.read_back([t.hardware], READ_BACK_SECONDS, None, partitions),
+            bus.read_back([t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL, partitions),
+            bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL, partitions),
         )
-        sensor_records = await bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL,
-                                             partitions)  # fmt: skip
     except BusError as exc:  # deciding from nothing beats not deciding: say so, go on
         stats["rebuild_failed"] += 1
         log.warning("state rebuild skipped: %s", exc)

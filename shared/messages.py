@@ -481,6 +481,8 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
         msg = (dec or msgspec.json.Decoder(kind)).decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidMessage(f"{kind.__name__}: {exc}") from None
+    except (UnicodeDecodeError, RecursionError) as exc:  # invalid UTF-8 in a string; deep JSON
+        raise InvalidMessage(f"{kind.__name__}: {exc!r}") from None
     # Every float field is bounded, so msgspec has refused infinity already; the compiled
     # check is then None and costs nothing. It guards a float field added without a bound.
     if not _enforce(msg, full=False):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 import resource
@@ -34,6 +35,9 @@ from tests.support.broker import TansuBroker
 RATE = 200.0
 HOST = "soak-host"
 PAUSE_SECONDS = 10.0
+SWELL_S = 20.0  # period of the market's swell
+GAP_SLACK_S = 30.0  # target: no gap longer than the longest outage plus this
+SLOPE_TARGET = 5.0  # MB/hour
 POISON = [
     b'{"event_time":1,"host_id":"\xff\xfe","value":0.5}',
     b'{"x":' + b"[" * 5000 + b"]" * 5000 + b',"event_time":1,"host_id":"h","value":0.5}',
@@ -87,12 +91,16 @@ async def soak(minutes: float) -> dict[str, float]:
                 if (wait := due - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
                 now = time.time()
+                # A market that keeps asking for decisions: a 20 s swell with noise on top
+                # (white noise alone averages out in the smoothing and asks for almost none).
+                swell = 0.5 + 0.45 * math.sin(2 * math.pi * (time.monotonic() - start) / SWELL_S)
+                value = min(1.0, max(0.0, swell + rng.uniform(-0.05, 0.05)))
                 if i % 2:
                     msg: MarketEntropy | ProfitPotential = MarketEntropy(
-                        event_time=now, host_id=HOST, value=rng.random()
+                        event_time=now, host_id=HOST, value=value
                     )
                 else:
-                    msg = ProfitPotential(event_time=now, host_id=HOST, value=rng.random())
+                    msg = ProfitPotential(event_time=now, host_id=HOST, value=value)
                 topic = t.entropy if i % 2 else t.profit
                 if await publish_bounded(bus, topic, HOST, encode(msg), feed_stop, "event", 1):
                     counts["events_in"] += 1
@@ -152,6 +160,8 @@ async def soak(minutes: float) -> dict[str, float]:
             "rss_slope_mb_per_h": slope_per_hour(warm),
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "services_alive": sum(not x.done() for x in tasks),
+            "outage_pause_s": float(counts["outage_pause_s"]),
+            "outage_restart_s": float(counts["outage_restart_s"]),
         }
         return out
     finally:
@@ -171,3 +181,10 @@ async def soak(minutes: float) -> dict[str, float]:
 def main(quick: bool = False, minutes: float = 10.0) -> None:
     res = asyncio.run(soak(1.0 if quick else minutes))
     print(table(["measure", "value"], [[k, v] for k, v in res.items()]))
+    outage = max(res.get("outage_pause_s", 0.0), res.get("outage_restart_s", 0.0))
+    gap_ok = res["longest_gap_s"] <= outage + GAP_SLACK_S
+    slope_ok = res["rss_slope_mb_per_h"] < SLOPE_TARGET
+    print(f"   target: longest gap {res['longest_gap_s']:.1f} s <= longest outage {outage:g} s + "
+          f"{GAP_SLACK_S:g} s: {'met' if gap_ok else 'NOT met'}")
+    print(f"   target: RSS slope {res['rss_slope_mb_per_h']:.2f} MB/h < {SLOPE_TARGET:g} MB/h "
+          f"(samples after the first fifth): {'met' if slope_ok else 'NOT met'}")

@@ -30,6 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from services.applier.service import applier_group
 from services.bus.base import Bus, Record
 from services.bus.memory import MemoryBus
 from shared.config import Settings
@@ -289,9 +290,9 @@ async def run_top(opts: Any, host: str | None, out: TextIO = sys.stdout) -> int:
             pipeline = replace(opts, metrics_port=None, json=False)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(run_services(pipeline, bus=memory, stop=stop))
+                groups = ("qas-decider", applier_group(pipeline.resolved_host_id))
                 tg.create_task(watch(memory, opts.settings, host, stop, tick=tick,
-                                     lag=lambda: memory_lag(memory, ("qas-decider",
-                                                                     "qas-applier"))))  # fmt: skip
+                                     lag=lambda: memory_lag(memory, groups)))  # fmt: skip
     return 0
 
 
@@ -308,8 +309,9 @@ async def capture(opts: Any, seconds: float) -> TopState:
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(run_services(pipeline, bus=memory, stop=stop))
+        groups = ("qas-decider", applier_group(pipeline.resolved_host_id))
         tg.create_task(watch(memory, opts.settings, None, stop, tick=keep,
-                             lag=lambda: memory_lag(memory, ("qas-decider", "qas-applier"))))  # fmt: skip
+                             lag=lambda: memory_lag(memory, groups)))  # fmt: skip
     return seen
 
 

@@ -60,7 +60,7 @@ class ConsumingService:
             await serve(
                 self.bus, self.routes(), self.subscriber, stop=stop, stats=self.stats,
                 on_batch=self._batch_done, lag=self.lag, on_assigned=self.on_assigned,
-                on_handled=self.on_handled,
+                on_handled=self.on_handled, held=self.held,
             )  # fmt: skip
         finally:
             self._stopped = True
@@ -75,6 +75,10 @@ class ConsumingService:
 
     async def on_handled(self) -> None:
         """Hook after every record of a batch was handled, before the batch is committed."""
+
+    def held(self) -> Mapping[tuple[str, int], int]:
+        """Offsets per (topic, partition) still being worked on: not committed yet."""
+        return {}
 
     async def _batch_done(self) -> None:
         async with self._progress:

@@ -14,12 +14,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.base import ConsumingService, Handler
-from services.bus.base import Bus
-from services.bus.consume import Rejected, publish_retrying
+from services.bus.base import Bus, BusError, Record
+from services.bus.consume import CURRENT_RECORD, Rejected, publish_retrying
 from shared.apply_policy import apply_delay, engine_config, skip_reason
 from shared.config import Settings
 from shared.enactor import Enactor
@@ -35,6 +36,20 @@ from shared.messages import (
 from shared.signing import KeyRing, verify
 
 log = logging.getLogger("qas.applier")
+
+
+def applier_group(host_id: str) -> str:
+    """One consumer group per host: every host's applier must read its own decisions, wherever
+    they are partitioned (a shared group would split the partitions among the hosts)."""
+    return f"qas-applier.{host_id}"
+
+
+@dataclass
+class _Pending:
+    decision: ScalingDecision
+    task: asyncio.Task[None]
+    record: Record | None  # where it came from: not committed until answered
+
 SEEN_IDS = 10_000
 TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks ...
 TICK_FLUSH_SECONDS = 5.0  # ... else one timer for all symbols sweeps the buffers this often,
@@ -54,13 +69,13 @@ class ApplierService(ConsumingService):
         metrics: Metrics | None = None,
         enactors: Sequence[Enactor] = (),
         clock: Callable[[], float] = time.time,
-        group: str = "qas-applier",
+        group: str | None = None,
         honour_jitter: bool = True,
         pool: TieredPool | None = None,
         event_clock: bool = False,
         verifier: KeyRing | None = None,
     ) -> None:
-        super().__init__(bus, settings, host_id, group=group)
+        super().__init__(bus, settings, host_id, group=group or applier_group(host_id))
         self.metrics = metrics or Metrics()
         self.enactors = list(enactors)
         self.clock = clock
@@ -77,6 +92,8 @@ class ApplierService(ConsumingService):
         # None only with --insecure-unsigned (or a test): then signatures are not checked.
         self.verifier = verifier
         self.watermarks: dict[str, Watermark] = {}  # host -> newest decision applied
+        self._pending: dict[str, _Pending] = {}  # host -> the decision waiting out its jitter
+        self._tasks: asyncio.TaskGroup | None = None
 
     def _enact(self, d: ScalingDecision, started: float) -> ApplyResult:
         outcomes = [e.enact(d) for e in self.enactors]
@@ -133,34 +150,75 @@ class ApplierService(ConsumingService):
             return
         reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier,
                              own_host=self.host_id)  # fmt: skip
-        if (
-            reason is None
-            and self.honour_jitter
-            and not self.event_clock
-            and d.apply_after_seconds > 0
-        ):
-            # Per-host jitter: hosts of a fleet do not all resize at one instant.
-            wait = apply_delay(d, self.clock(), self.settings.applier)  # capped: 30 s default
-            if wait > 0:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), wait)
-                except TimeoutError:
-                    pass
-        started = time.perf_counter()
+        await self._supersede(d)
         if reason is not None:
-            result = ApplyResult(
-                event_time=self.clock(),
-                host_id=d.host_id,
-                decision_id=d.decision_id,
-                decision_event_time=d.event_time,
-                status="skipped",
-                reason=reason,
+            await self._answer(d, ApplyResult(
+                event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
+                decision_event_time=d.event_time, status="skipped", reason=reason,
                 engine_config=engine_config(d),
-            )
-        else:
-            result = await asyncio.to_thread(self._enact, d, started)
-            self.last_applied_time[d.host_id] = d.event_time
-            self.watermarks[d.host_id] = watermark(d)
+            ))  # fmt: skip
+            return
+        wait = 0.0
+        if self.honour_jitter and not self.event_clock and d.apply_after_seconds > 0:
+            # Per-host jitter: hosts of a fleet do not all resize at one instant. Waited out in
+            # a task of its own, so other records and a stop are served meanwhile.
+            wait = apply_delay(d, self.clock(), self.settings.applier)  # capped: 30 s default
+        if wait <= 0:
+            await self._apply(d)
+            return
+        if self._tasks is None:  # driven directly, not by run() (tests, benches): wait here
+            await self._jitter(wait)
+            await self._apply(d)
+            return
+        record = CURRENT_RECORD.get()
+        task = self._tasks.create_task(self._apply_after(d, wait))
+        self._pending[d.host_id] = _Pending(d, task, record)
+
+    async def _supersede(self, newer: ScalingDecision) -> None:
+        """A decision for a host whose previous one still waits out its jitter: that one is
+        answered skipped and never enacted (it would undo the newer)."""
+        pending = self._pending.pop(newer.host_id, None)
+        if pending is None:
+            return
+        pending.task.cancel()
+        self.stats["superseded"] += 1
+        d = pending.decision
+        await self._answer(d, ApplyResult(
+            event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
+            decision_event_time=d.event_time, status="skipped",
+            reason=f"superseded by {newer.decision_id[:200]} before its apply_after",
+            engine_config=engine_config(d),
+        ))  # fmt: skip
+
+    async def _apply_after(self, d: ScalingDecision, wait: float) -> None:
+        """Enact after ``wait`` seconds, or at once when the service stops (the spread is a
+        courtesy to the fleet; a stop must not leave a decision unanswered)."""
+        await self._jitter(wait)
+        pending = self._pending.get(d.host_id)
+        if pending is None or pending.decision is not d:
+            return  # superseded meanwhile
+        try:
+            await self._apply(d)
+        except BusError as exc:  # stopping with the broker away: it stays uncommitted
+            log.warning("result of %.80r not published (%s); it is redelivered", d.decision_id,
+                        exc)  # fmt: skip
+            return
+        del self._pending[d.host_id]
+
+    async def _jitter(self, wait: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), wait)
+        except TimeoutError:
+            pass
+
+    async def _apply(self, d: ScalingDecision) -> None:
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self._enact, d, started)
+        self.last_applied_time[d.host_id] = d.event_time
+        self.watermarks[d.host_id] = watermark(d)
+        await self._answer(d, result)
+
+    async def _answer(self, d: ScalingDecision, result: ApplyResult) -> None:
         self.results[d.decision_id] = result
         while len(self.results) > SEEN_IDS:
             self.results.popitem(last=False)
@@ -169,6 +227,24 @@ class ApplierService(ConsumingService):
         if self.pool is not None:
             self.metrics.observe_pool(self.pool)
         await self._publish(result)
+
+    def held(self) -> Mapping[tuple[str, int], int]:
+        """The records of decisions still waiting out their jitter: not committed, so an
+        applier killed meanwhile has them redelivered (and its answered ones are read back)."""
+        out: dict[tuple[str, int], int] = {}
+        for p in self._pending.values():
+            if p.record is not None:
+                key = (p.record.topic, p.record.partition)
+                out[key] = min(out.get(key, p.record.offset), p.record.offset)
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                await super().run(stop)  # a stop wakes every waiting decision: enacted now
+        finally:
+            self._tasks = None
 
     async def _publish(self, result: ApplyResult) -> None:
         await publish_retrying(

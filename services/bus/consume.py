@@ -10,10 +10,11 @@ error (fetch or commit) backs off and tries again; a fatal one ends the loop wit
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,13 @@ FIRST_BACKOFF_SECONDS = 0.2
 MAX_KEY_BYTES = 1024
 # Called with the (topic, partition)s newly assigned to this consumer.
 OnAssigned = Callable[[set[tuple[str, int]]], Awaitable[None]]
+# The lowest offset per (topic, partition) a service still works on after its handler returned
+# (an applier's decision waiting out its jitter): commits stop there, so a crash redelivers it.
+Held = Callable[[], Mapping[tuple[str, int], int]]
+# The record being handled, for a handler that keeps working on it after it returns.
+CURRENT_RECORD: contextvars.ContextVar[Record | None] = contextvars.ContextVar(
+    "qas_current_record", default=None
+)
 
 
 class Rejected(Exception):
@@ -166,6 +174,7 @@ async def _handle(
     except Exception as exc:  # UnicodeDecodeError, RecursionError, ...: still this record's
         await dead_letter(bus, record, f"undecodable: {exc!r}", sub, stop=stop, stats=stats)
         return
+    token = CURRENT_RECORD.set(record)
     try:
         await route.handle(msg)
     except BusError:
@@ -177,6 +186,8 @@ async def _handle(
         log.exception("%s: handler for %s failed", sub.service, record.topic)
         await dead_letter(bus, record, f"handler failed: {exc!r}", sub, stop=stop, stats=stats)
         return
+    finally:
+        CURRENT_RECORD.reset(token)
     stats[f"consumed:{record.topic}"] += 1
 
 
@@ -192,11 +203,13 @@ async def consume(
     lag: dict[tuple[str, int], int] | None = None,
     on_assigned: OnAssigned | None = None,
     on_handled: Callable[[], Awaitable[None]] | None = None,
+    held: Held | None = None,
 ) -> None:
     """Run until ``stop`` is set; the caller starts and stops the consumer. ``lag`` is
     refreshed after every poll (records behind per topic and partition, for /metrics).
     ``on_handled`` runs after every record of a batch was handled and before its commit (work
     a service does once per batch); only a BusError may leave it (the batch is redelivered).
+    ``held`` names records still being worked on: nothing from them on is committed yet.
     ``on_assigned`` sees every newly assigned partition before any of its records is handled
     (a start, a restart, a takeover); it must not raise: the batch in hand is not re-fetched."""
     delay = 0.2
@@ -216,7 +229,7 @@ async def consume(
             if records and on_handled is not None:
                 await on_handled()
             if records:
-                await consumer.commit(records)
+                await consumer.commit(_below(records, held() if held is not None else {}))
         except BusError as exc:
             if stop.is_set():  # stopping: what was not committed is redelivered, not lost
                 log.info("%s: stopping with the broker unavailable (%s)", sub.service, exc)
@@ -233,6 +246,14 @@ async def consume(
             await on_batch()
 
 
+def _below(records: list[Record], held: Mapping[tuple[str, int], int]) -> list[Record]:
+    """The records that may be committed: on a partition with a held offset, those before it
+    (commit_offsets then commits up to the held record, not past it)."""
+    if not held:
+        return records
+    return [r for r in records if r.offset < held.get((r.topic, r.partition), r.offset + 1)]
+
+
 async def serve(
     bus: Bus,
     routes: dict[str, Route],
@@ -244,6 +265,7 @@ async def serve(
     lag: dict[tuple[str, int], int] | None = None,
     on_assigned: OnAssigned | None = None,
     on_handled: Callable[[], Awaitable[None]] | None = None,
+    held: Held | None = None,
 ) -> None:
     """A service's whole consuming life: join the group, consume until stop, leave cleanly."""
     consumer = bus.consumer(list(routes), sub.group)
@@ -251,7 +273,7 @@ async def serve(
     try:
         await consume(
             bus, consumer, routes, sub, stop=stop, stats=stats, on_batch=on_batch, lag=lag,
-            on_assigned=on_assigned, on_handled=on_handled,
+            on_assigned=on_assigned, on_handled=on_handled, held=held,
         )  # fmt: skip
     finally:
         await consumer.stop()

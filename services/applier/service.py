@@ -31,6 +31,7 @@ from shared.messages import (
     PriceTick,
     ScalingDecision,
     SensorReading,
+    decode,
     encode,
 )
 from shared.signing import KeyRing, verify
@@ -51,6 +52,8 @@ class _Pending:
     record: Record | None  # where it came from: not committed until answered
 
 SEEN_IDS = 10_000
+READ_BACK_SECONDS = 15.0
+APPLIED_TAIL = 2000  # last apply results per partition read back at a (re)start
 TICK_BLOCK = 1024  # prices are written to the pool in blocks of this many ticks ...
 TICK_FLUSH_SECONDS = 5.0  # ... else one timer for all symbols sweeps the buffers this often,
 TICK_MIN_BLOCK = 64  # writing those with at least this many ticks ...
@@ -307,6 +310,37 @@ class ApplierService(ConsumingService):
             "hardware": self.on_hardware,
             "ticks": self.on_tick,
         }
+
+    async def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
+        """Before the first decision of a (re)start: what this host's applier already answered,
+        read back from qas.applied, so a redelivered decision (its record was held uncommitted,
+        or the commit was lost) is acknowledged again and never enacted twice."""
+        t = self.settings.topics
+        if not any(topic == t.decisions for topic, _ in partitions):
+            return  # decisions arrive in process (qas run): nothing is redelivered
+        try:
+            records = await self.bus.read_back([t.applied], READ_BACK_SECONDS, APPLIED_TAIL)
+        except BusError as exc:
+            self.stats["rebuild_failed"] += 1
+            log.warning("reading back earlier apply results failed: %s", exc)
+            return
+        known = 0
+        for r in records:
+            try:
+                result = decode(r.value, ApplyResult)
+            except Exception:  # not ours to judge here; counted
+                self.stats["rebuild_skipped"] += 1
+                continue
+            if result.host_id != self.host_id or result.status == "rejected":
+                continue  # a rejection is never remembered by id (see _reject)
+            self.results[result.decision_id] = result
+            known += 1
+            if result.status == "applied":
+                last = self.last_applied_time.get(result.host_id, 0.0)
+                self.last_applied_time[result.host_id] = max(last, result.decision_event_time)
+        while len(self.results) > SEEN_IDS:
+            self.results.popitem(last=False)
+        log.info("read back %d earlier apply result(s) of host %.80r", known, self.host_id)
 
     async def on_start(self) -> None:
         self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)

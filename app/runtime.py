@@ -318,7 +318,7 @@ async def run_services(
     bus = bus or make_bus(opts)
     host = opts.resolved_host_id
     await bus.start()
-    metrics = Metrics()
+    metrics = Metrics(opts.settings.max_sensor_series_per_host)
     observer_metrics, decider_metrics = ObserverMetrics(), DeciderMetrics()
     page = Page()
     services: dict[str, Any] = {}

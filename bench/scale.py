@@ -90,7 +90,6 @@ async def _symbols(n: int, ticks: int) -> dict[str, Any]:
             metrics.observe_pool(pool)
             applies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
-    metrics.close()
     await bus.stop()
     return {"us_per_event": elapsed / ticks * 1e6, "apply_ms": statistics.median(applies) * 1e3,
             "blocks": len(pool)}  # fmt: skip

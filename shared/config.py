@@ -127,4 +127,7 @@ class Settings(Struct, frozen=True, kw_only=True):
     # A host (and its tick estimators) with no input for this long is forgotten: its state, its
     # /metrics series. A host that comes back starts from its next hardware snapshot.
     host_state_max_age_seconds: Positive = 900.0
+    # Temperature series per host on the applier's /metrics (sensor names come from the bus);
+    # the rest are folded into sensor="other".
+    max_sensor_series_per_host: Annotated[int, Meta(ge=1)] = 64
     inventory_interval_seconds: Positive = 10.0

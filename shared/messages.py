@@ -51,8 +51,8 @@ class Envelope(Struct, kw_only=True, frozen=True):
 class Missing(Struct, frozen=True):
     """A part that could not be read, and why (the observer publishes what it has)."""
 
-    part: str
-    reason: str
+    part: Annotated[str, Meta(max_length=128)]
+    reason: Annotated[str, Meta(max_length=1024)]
 
 
 # --- hardware (qas.hardware) -------------------------------------------------------------
@@ -132,8 +132,13 @@ class HardwareSnapshot(Envelope, frozen=True, kw_only=True):
 # --- sensors (qas.sensors) ----------------------------------------------------------------
 
 
+MAX_SENSOR_NAME = 128
+MAX_TEMPERATURES = 512  # a many-core server reports one per core; far above any real host
+
+
 class Temperature(Struct, frozen=True, kw_only=True):
-    sensor: str  # e.g. "coretemp/Package id 0", "thermal_zone0/cpu-thermal", "gpu0"
+    # e.g. "coretemp/Package id 0", "thermal_zone0/cpu-thermal", "gpu0"
+    sensor: Annotated[str, Meta(min_length=1, max_length=MAX_SENSOR_NAME)]
     celsius: Celsius
     throttle_celsius: Celsius | None = None  # the point this component throttles at
 
@@ -146,7 +151,7 @@ class GpuSensors(Struct, frozen=True, kw_only=True):
     memory_free_bytes: Bytes | None = None
     power_watts: NonNeg | None = None
     power_limit_watts: NonNeg | None = None
-    throttle_reasons: list[str] = []
+    throttle_reasons: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=32)] = []
     thermal_throttling: bool = False
 
 
@@ -172,12 +177,13 @@ class SensorReading(Envelope, frozen=True, kw_only=True):
     memory_available_bytes: Bytes
     memory_pressure_some_avg10: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
     swap_used_bytes: Bytes = 0
-    temperatures: list[Temperature] = []
-    gpus: list[GpuSensors] = []
+    # Bounded so one reading cannot carry thousands of made-up sensors (or series on /metrics).
+    temperatures: Annotated[list[Temperature], Meta(max_length=MAX_TEMPERATURES)] = []
+    gpus: Annotated[list[GpuSensors], Meta(max_length=64)] = []
     pi_throttle: PiThrottle | None = None
     thermal_state: Unit
     thermal_throttling: bool = False
-    missing: list[Missing] = []
+    missing: Annotated[list[Missing], Meta(max_length=64)] = []
 
 
 # --- market inputs (market.*) -------------------------------------------------------------

@@ -179,10 +179,21 @@ def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None
             else ("", f"Invalid enum value {v!r} ({shown})")
         )
     if isinstance(t, mi.ListType):
-        if t.min_length is not None or t.max_length is not None:
-            raise Unsupported("array length")
         inner = _compile(t.item_type, full, cache)
-        return _items(inner or (lambda v: None), (list, tuple), "array")
+        items = _items(inner or (lambda v: None), (list, tuple), "array")
+        lo, hi = t.min_length, t.max_length
+        if lo is None and hi is None:
+            return items
+
+        def sized(v: Any) -> tuple[str, str] | None:
+            if isinstance(v, list | tuple):
+                if lo is not None and len(v) < lo:
+                    return "", f"Expected `array` of length >= {lo}"
+                if hi is not None and len(v) > hi:
+                    return "", f"Expected `array` of length <= {hi}"
+            return items(v)
+
+        return sized
     if isinstance(t, mi.TupleType):
         checks = [_compile(x, full, cache) for x in t.item_types]
         n = len(checks)

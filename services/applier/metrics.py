@@ -1,20 +1,20 @@
-"""Prometheus metrics, on a registry of our own (no global state), served on 127.0.0.1.
+"""Prometheus metrics, on a registry of our own (no global state), served by the process's
+one /metrics page (services/telemetry.py ``Page``).
 
 Conventions: base units (_seconds, _bytes, _celsius), _ratio for 0-1 values, _total counters.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import Counter as Tally
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
-from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from services.telemetry import LabelBound
 from shared.freshness import FreshnessFault
 from shared.signing import SignatureFault
 from shared.tiers import ALL_BITS
@@ -29,8 +29,11 @@ REJECT_REASONS: tuple[str, ...] = (*get_args(SignatureFault), *get_args(Freshnes
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, sensor_limit: int = 64) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # Sensor names come from the bus: at most this many series per host, the rest "other".
+        self.sensor_limit = sensor_limit
+        self._sensors: dict[str, LabelBound] = {}
         self.scaling_factor = Gauge(
             "qas_scaling_factor", "Scaling factor of the last decision", ["host"], registry=r
         )
@@ -108,7 +111,6 @@ class Metrics:
         )
         self._dead: dict[str, Tally[str]] = {}
         r.register(_DeadLetters(self._dead))
-        self._server: Any = None
 
     def watch_dead_letters(self, service: str, stats: Tally[str]) -> None:
         """Export a service's dead-letter count (the consume loop keeps it in its stats)."""
@@ -145,8 +147,11 @@ class Metrics:
 
     def observe_sensors(self, s: SensorReading) -> None:
         self.thermal.labels(s.host_id).set(s.thermal_state)
+        bound = self._sensors.get(s.host_id)
+        if bound is None:
+            bound = self._sensors[s.host_id] = LabelBound(self.sensor_limit)
         for t in s.temperatures:
-            self.temperature.labels(s.host_id, t.sensor).set(t.celsius)
+            self.temperature.labels(s.host_id, bound(t.sensor)).set(t.celsius)
         for g in s.gpus:
             if g.temperature_celsius is not None:
                 self.temperature.labels(s.host_id, f"gpu{g.index}").set(g.temperature_celsius)
@@ -157,22 +162,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
-        """Serve /metrics; port 0 picks a free one. Returns the bound port."""
-        server, thread = start_http_server(port, addr=addr, registry=self.registry)
-        self._server = (server, thread)
-        return int(server.server_address[1])
-
-    def close(self) -> None:
-        if self._server is not None:
-            server, thread = self._server
-            server.shutdown()
-            server.server_close()
-            assert isinstance(thread, threading.Thread)
-            thread.join(timeout=5)
-            self._server = None
-
 
 class _DeadLetters(Collector):
     def __init__(self, sources: dict[str, Tally[str]]) -> None:

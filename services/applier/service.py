@@ -79,7 +79,7 @@ class ApplierService(ConsumingService):
         verifier: KeyRing | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group or applier_group(host_id))
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(settings.max_sensor_series_per_host)
         self.enactors = list(enactors)
         self.clock = clock
         self.honour_jitter = honour_jitter
@@ -298,10 +298,12 @@ class ApplierService(ConsumingService):
             self.stats["pool_rejected_writes"] += 1
 
     async def on_sensors(self, s: SensorReading) -> None:
-        self.metrics.observe_sensors(s)
+        if s.host_id == self.host_id:  # other hosts' appliers export theirs: bounded series
+            self.metrics.observe_sensors(s)
 
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
-        self.metrics.observe_hardware(snap)
+        if snap.host_id == self.host_id:
+            self.metrics.observe_hardware(snap)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {

@@ -24,6 +24,7 @@ from services.applier.service import (
 )
 from services.bus.memory import MemoryBus
 from services.observer import sysfs
+from services.telemetry import Page
 from shared.config import DecisionConstants, Settings
 from shared.decision import decide
 from shared.messages import ApplyResult, PriceTick, PriorState, ScalingDecision, decode, encode
@@ -235,7 +236,8 @@ def test_gpu_power_limit_through_the_nvml_stand_in() -> None:
 
 def test_metrics_page_parses_and_follows_conventions() -> None:
     m = Metrics()
-    port = m.serve(0)
+    page = Page(m.registry, host="h")
+    port = page.serve(0)
     try:
         pool = TieredPool(budget_bytes=10**7)
         pool.write("p", np.linspace(100, 101, 4096), value=0.5, now=1)
@@ -248,7 +250,7 @@ def test_metrics_page_parses_and_follows_conventions() -> None:
         m.kafka_connected.set(1)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
-        m.close()
+        page.close()
     families = {f.name: f for f in text_string_to_metric_families(body)}
     for name in ("qas_scaling_factor", "qas_memory_adjustment", "qas_precision_bytes",
                  "qas_coherence_ratio", "qas_confidence_ratio", "qas_decisions", "qas_applies",
@@ -283,3 +285,38 @@ def test_promtool_check_metrics_is_clean() -> None:
         [promtool, "check", "metrics"], input=m.render(), capture_output=True, timeout=30
     )
     assert r.returncode == 0, (r.stdout + r.stderr).decode()
+
+
+def test_sensor_series_are_capped_per_host_and_only_this_hosts_are_kept() -> None:
+    from prometheus_client import generate_latest
+
+    from shared.messages import Temperature
+
+    bus = MemoryBus()
+    svc = ApplierService(bus, msgspec.structs.replace(S, max_sensor_series_per_host=8), "h")
+    small = len(generate_latest(svc.metrics.registry))
+    for batch in range(50):  # 5 000 made-up sensor names, 100 a reading
+        temps = [Temperature(sensor=f"fake{batch}-{i}", celsius=40.0) for i in range(100)]
+        asyncio.run(svc.on_sensors(sensors(host="h", temperatures=temps)))
+        asyncio.run(svc.on_sensors(sensors(host=f"other-{batch}", temperatures=temps)))
+    page = generate_latest(svc.metrics.registry).decode()
+    series = [ln for ln in page.splitlines() if ln.startswith("qas_temperature_celsius{")]
+    assert len(series) == 8 + 1  # the cap, plus one "other" series for the rest
+    assert 'sensor="other"' in page and "other-0" not in page  # other hosts make no series
+    assert len(page) < small + 4000
+
+
+def test_a_reading_with_too_many_sensors_is_invalid() -> None:
+    from shared.messages import MAX_TEMPERATURES, InvalidMessage, SensorReading, Temperature
+
+    temps = [{"sensor": f"s{i}", "celsius": 40.0} for i in range(MAX_TEMPERATURES + 1)]
+    raw = msgspec.json.encode({**msgspec.to_builtins(sensors()), "temperatures": temps})
+    with pytest.raises(InvalidMessage, match="length"):
+        decode(raw, SensorReading)
+    with pytest.raises(InvalidMessage):  # and it cannot be published either
+        encode(sensors(temperatures=[Temperature(sensor=f"s{i}", celsius=40.0)
+                                     for i in range(MAX_TEMPERATURES + 1)]))  # fmt: skip
+    with pytest.raises(InvalidMessage):
+        decode(msgspec.json.encode({**msgspec.to_builtins(sensors()),
+                                    "temperatures": [{"sensor": "x" * 200, "celsius": 1.0}]}),
+               SensorReading)  # fmt: skip

@@ -43,6 +43,8 @@ log = logging.getLogger("qas.bus.kafka")
 # Closing a client (leave the group, flush) waits for the broker at most this long: a stop must
 # not wait on a broker that is away.
 CLOSE_SECONDS = 3.0
+# Commits refused or timed out in a row before the consumer leaves and rejoins its group.
+REJOIN_AFTER_LOST_COMMITS = 3
 
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
 
@@ -317,6 +319,7 @@ class KafkaConsumer:
         self.group = group
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned: set[tuple[str, int]] = set()  # since the last take_assigned()
+        self._lost_commits = 0  # commits refused or timed out in a row
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -358,12 +361,32 @@ class KafkaConsumer:
             except (TimeoutError, KafkaError) as exc:
                 log.warning("consumer %s did not close cleanly: %r", self.group, exc)
 
+    async def _rejoin(self) -> None:
+        """Leave and join the group again. A restarted broker may have forgotten the group
+        while our member still holds its old assignment: Tansu then refuses every commit with
+        UNKNOWN_TOPIC_OR_PARTITION (not UNKNOWN_MEMBER_ID, which would make aiokafka rejoin),
+        so offsets would never be saved again. A fresh member gets a fresh assignment (and
+        the service rebuilds its state for it); uncommitted records are redelivered."""
+        log.warning("group %s: %d commits refused in a row; joining the group again",
+                    self.group, self._lost_commits)  # fmt: skip
+        self._lost_commits = 0
+        await self.stop()
+        try:
+            await self.start()
+        except BusError as exc:  # the next fetch tries again (getmany starts a stopped one)
+            raise BusError(f"rejoining group {self.group}: {exc}", retriable=True) from None
+
     async def _topic_gone(self) -> None:
         log.warning("group %s: a subscribed topic is gone; recreating", self.group)
         await self.bus.recreate_topics()
 
     async def getmany(self, timeout: float, max_records: int = 500) -> list[Record]:
-        assert self._consumer is not None, "getmany before start"
+        if self._consumer is None:  # a rejoin whose start failed: try it again
+            try:
+                await self.start()
+            except BusError as exc:
+                raise BusError(str(exc), retriable=True) from None
+        assert self._consumer is not None
         try:
             batches = await asyncio.wait_for(
                 self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records),
@@ -402,7 +425,8 @@ class KafkaConsumer:
         return out
 
     async def commit(self, records: Sequence[Record]) -> None:
-        assert self._consumer is not None, "commit before start"
+        if self._consumer is None:  # between a failed rejoin and the next fetch: redelivered
+            return
         offsets = {TopicPartition(t, p): o for (t, p), o in commit_offsets(records).items()}
         if not offsets:
             return
@@ -413,10 +437,21 @@ class KafkaConsumer:
             # a deleted topic looks the same): create it again so the group can go on.
             log.warning("group %s: commit failed (%r)", self.group, exc)
             await self._topic_gone()
+            self._lost_commits += 1
+            if self._lost_commits >= REJOIN_AFTER_LOST_COMMITS:
+                await self._rejoin()
+            return
         except (TimeoutError, KafkaError) as exc:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
             # the last committed offset, so these records are processed again, never lost.
+            # aiokafka retries an UNKNOWN_TOPIC_OR_PARTITION commit itself until our time-out,
+            # so a forgotten group shows here as time-outs: those count toward a rejoin too.
             log.warning(
-                "group %s: commit failed (%s); records will be redelivered", self.group, exc
+                "group %s: commit failed (%r); records will be redelivered", self.group, exc
             )
+            self._lost_commits += 1
+            if self._lost_commits >= REJOIN_AFTER_LOST_COMMITS:
+                await self._rejoin()
+            return
+        self._lost_commits = 0

@@ -4,6 +4,7 @@ they are gone afterwards, as after a cluster rebuild): consuming goes on, stop s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 
@@ -26,6 +27,24 @@ def _bus(b: TansuBroker) -> KafkaBus:
 async def _publish(bus: KafkaBus, value: float, stop: asyncio.Event) -> None:
     msg = MarketEntropy(event_time=time.time(), host_id="h", value=value)
     await publish_retrying(bus, "f.entropy", "h", encode(msg), stop, "test")
+
+
+async def _committed(bootstrap: str, group: str) -> bool:
+    """Whether the broker holds a committed offset for ``group`` (a second client reads it)."""
+    from kafka import KafkaAdminClient
+
+    def read() -> bool:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            offsets = admin.list_group_offsets(group).get(group, {})  # {group: {tp: offset}}
+            return any(o.offset > 0 for o in offsets.values())
+        finally:
+            admin.close()
+
+    try:
+        return await asyncio.to_thread(read)
+    except Exception:  # the broker not answering yet is "not yet"
+        return False
 
 
 async def test_broker_kill_and_restart_consuming_resumes_and_stop_is_prompt() -> None:
@@ -64,6 +83,15 @@ async def test_broker_kill_and_restart_consuming_resumes_and_stop_is_prompt() ->
         resumed = time.monotonic() - restarted
         assert resumed < 30, f"records flowed again only after {resumed:.1f} s"
         print(f"consuming resumed {resumed:.1f} s after the broker restart")
+        # And offsets are saved again (the restarted broker forgot the group: the consumer
+        # rejoins instead of having every commit refused).
+        saved = time.monotonic()
+        async with asyncio.timeout(45):
+            while not await _committed(broker.bootstrap, "f"):
+                with contextlib.suppress(TimeoutError):  # records keep coming, as in service
+                    await asyncio.wait_for(_publish(bus, 0.5, pub_stop), 5)
+                await asyncio.sleep(1.0)
+        print(f"offsets saved again {time.monotonic() - saved:.1f} s after consuming resumed")
 
         stop.set()
         t0 = time.monotonic()

@@ -20,6 +20,7 @@ import resource
 import signal
 import time
 from collections import Counter
+from typing import Any
 
 from bench.common import table
 from services.applier.service import ApplierService
@@ -60,7 +61,7 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     return 3600 * sum((t - mt) * (v - mv) for t, v in samples) / var if var else float("nan")
 
 
-async def soak(minutes: float) -> dict[str, float]:
+async def soak(minutes: float) -> dict[str, Any]:
     total = minutes * 60
     s = Settings(sensor_interval_seconds=1.0)
     t = s.topics
@@ -160,6 +161,7 @@ async def soak(minutes: float) -> dict[str, float]:
             "rss_slope_mb_per_h": slope_per_hour(warm),
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "services_alive": sum(not x.done() for x in tasks),
+            "rss_by_minute_mb": " ".join(f"{v:.1f}" for t_, v in rss if int(t_) % 60 == 0),
             "outage_pause_s": float(counts["outage_pause_s"]),
             "outage_restart_s": float(counts["outage_restart_s"]),
         }

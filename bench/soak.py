@@ -22,6 +22,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
 from bench.common import table
 from services.applier.service import ApplierService
 from services.bus.consume import publish_bounded
@@ -59,6 +62,20 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     mv = sum(v for _, v in samples) / n
     var = sum((t - mt) ** 2 for t, _ in samples)
     return 3600 * sum((t - mt) * (v - mv) for t, v in samples) / var if var else float("nan")
+
+
+async def _send_poison(bootstrap: str, topic: str, value: bytes) -> bool:
+    """A poison record from a client of its own that allows 4 MB requests (the services' own
+    producer refuses anything above 1 MB before it reaches the broker)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 << 20)
+    try:
+        await asyncio.wait_for(producer.start(), 10)
+        await asyncio.wait_for(producer.send_and_wait(topic, value, key=HOST.encode()), 10)
+        return True
+    except (TimeoutError, KafkaError):
+        return False
+    finally:
+        await asyncio.wait_for(producer.stop(), 10)
 
 
 async def soak(minutes: float) -> dict[str, Any]:
@@ -117,7 +134,7 @@ async def soak(minutes: float) -> dict[str, Any]:
                 if el >= 60 * (poisons + 1) - 30:  # mid-minute, every minute
                     poison = POISON[poisons % len(POISON)]
                     poisons += 1
-                    if await publish_bounded(bus, t.entropy, HOST, poison, feed_stop, "poison", 3):
+                    if await _send_poison(broker.bootstrap, t.entropy, poison):
                         counts["poison_sent"] += 1
                 if not paused and el >= 0.25 * total and broker.proc is not None:
                     paused = True

@@ -50,6 +50,7 @@ class _Pending:
     decision: ScalingDecision
     task: asyncio.Task[None]
     record: Record | None  # where it came from: not committed until answered
+    deadline: float  # time.monotonic() when it is enacted
 
 SEEN_IDS = 10_000
 READ_BACK_SECONDS = 15.0
@@ -153,19 +154,23 @@ class ApplierService(ConsumingService):
             return
         reason = skip_reason(d, self.last_applied_time.get(d.host_id), now, self.settings.applier,
                              own_host=self.host_id)  # fmt: skip
-        await self._supersede(d)
-        if reason is not None:
+        if reason is not None:  # a waiting decision stays: this one is not to be enacted
             await self._answer(d, ApplyResult(
                 event_time=self.clock(), host_id=d.host_id, decision_id=d.decision_id,
                 decision_event_time=d.event_time, status="skipped", reason=reason,
                 engine_config=engine_config(d),
             ))  # fmt: skip
             return
+        # A decision superseding one that waits keeps that one's deadline: a host whose market
+        # moves faster than its jitter still gets a decision enacted at least that often.
+        deadline = await self._supersede(d)
         wait = 0.0
         if self.honour_jitter and not self.event_clock and d.apply_after_seconds > 0:
             # Per-host jitter: hosts of a fleet do not all resize at one instant. Waited out in
             # a task of its own, so other records and a stop are served meanwhile.
             wait = apply_delay(d, self.clock(), self.settings.applier)  # capped: 30 s default
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
         if wait <= 0:
             await self._apply(d)
             return
@@ -175,14 +180,14 @@ class ApplierService(ConsumingService):
             return
         record = CURRENT_RECORD.get()
         task = self._tasks.create_task(self._apply_after(d, wait))
-        self._pending[d.host_id] = _Pending(d, task, record)
+        self._pending[d.host_id] = _Pending(d, task, record, time.monotonic() + wait)
 
-    async def _supersede(self, newer: ScalingDecision) -> None:
+    async def _supersede(self, newer: ScalingDecision) -> float | None:
         """A decision for a host whose previous one still waits out its jitter: that one is
-        answered skipped and never enacted (it would undo the newer)."""
+        answered skipped and never enacted (it would undo the newer). Returns its deadline."""
         pending = self._pending.pop(newer.host_id, None)
         if pending is None:
-            return
+            return None
         pending.task.cancel()
         self.stats["superseded"] += 1
         d = pending.decision
@@ -192,6 +197,7 @@ class ApplierService(ConsumingService):
             reason=f"superseded by {newer.decision_id[:200]} before its apply_after",
             engine_config=engine_config(d),
         ))  # fmt: skip
+        return pending.deadline
 
     async def _apply_after(self, d: ScalingDecision, wait: float) -> None:
         """Enact after ``wait`` seconds, or at once when the service stops (the spread is a

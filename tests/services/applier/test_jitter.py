@@ -94,3 +94,21 @@ async def test_a_restarted_applier_acknowledges_what_it_answered_and_enacts_it_n
     assert again.stats["redelivered"] == 1 and again.stats["applied"] == 0
     second = [r for r in await results(bus, 2, "reader-2") if r.decision_id == "h-1"]
     assert len(second) == 2 and second[0] == second[1]
+
+
+async def test_a_host_whose_decisions_come_faster_than_its_jitter_still_gets_one_enacted() -> None:
+    bus, stop = MemoryBus(), asyncio.Event()
+    svc = ApplierService(bus, S, "h")
+    task = asyncio.create_task(svc.run(stop))
+    # Every 0.1 s a decision with a 0.3 s jitter: each supersedes the one waiting and keeps its
+    # deadline, so decisions are enacted while they keep coming, not only once they stop.
+    for n in range(1, 13):
+        await bus.publish(T.decisions, "h", encode(waiting(decision(p=0.2 + n / 30), 0.3, n)))
+        await asyncio.sleep(0.1)
+    enacted_while_coming = svc.stats["applied"]
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+    assert enacted_while_coming >= 1, svc.stats
+    assert svc.stats["superseded"] >= 3
+    assert svc.stats["applied"] + svc.stats["superseded"] == 12

@@ -173,9 +173,14 @@ async def soak(minutes: float) -> dict[str, Any]:
             if restart_at
             else float("nan"),
             "longest_gap_s": max(gaps, default=float("nan")),
+            "longest_gap_from_s": round(decided[gaps.index(max(gaps))] - start, 1) if gaps else -1.0,
+            "pause_at_s": round(0.25 * total, 1),
+            "restart_at_s": round(restart_at[0] - start, 1) if restart_at else -1.0,
             "rss_start_mb": rss[0][1] if rss else float("nan"),
             "rss_end_mb": rss[-1][1] if rss else float("nan"),
             "rss_slope_mb_per_h": slope_per_hour(warm),
+            # After the last broker fault (the restart at 55 %): steps from faults left out.
+            "rss_slope_last_40pct_mb_per_h": slope_per_hour([x for x in rss if x[0] >= 0.6 * total]),
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "services_alive": sum(not x.done() for x in tasks),
             "rss_by_minute_mb": " ".join(f"{v:.1f}" for t_, v in rss if int(t_) % 60 == 0),

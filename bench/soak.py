@@ -78,7 +78,7 @@ async def _send_poison(bootstrap: str, topic: str, value: bytes) -> bool:
         await asyncio.wait_for(producer.stop(), 10)
 
 
-async def soak(minutes: float) -> dict[str, Any]:
+async def soak(minutes: float, pause_at: float = 0.25, restart_at_share: float = 0.55) -> dict[str, Any]:
     total = minutes * 60
     s = Settings(sensor_interval_seconds=1.0)
     t = s.topics
@@ -136,13 +136,13 @@ async def soak(minutes: float) -> dict[str, Any]:
                     poisons += 1
                     if await _send_poison(broker.bootstrap, t.entropy, poison):
                         counts["poison_sent"] += 1
-                if not paused and el >= 0.25 * total and broker.proc is not None:
+                if not paused and el >= pause_at * total and broker.proc is not None:
                     paused = True
                     broker.proc.send_signal(signal.SIGSTOP)
                     await asyncio.sleep(PAUSE_SECONDS)
                     broker.proc.send_signal(signal.SIGCONT)
                     counts["outage_pause_s"] = int(PAUSE_SECONDS)
-                if not restarted and el >= 0.55 * total and broker.proc is not None:
+                if not restarted and el >= restart_at_share * total and broker.proc is not None:
                     restarted = True
                     down = time.monotonic()
                     broker.proc.kill()
@@ -174,7 +174,7 @@ async def soak(minutes: float) -> dict[str, Any]:
             else float("nan"),
             "longest_gap_s": max(gaps, default=float("nan")),
             "longest_gap_from_s": round(decided[gaps.index(max(gaps))] - start, 1) if gaps else -1.0,
-            "pause_at_s": round(0.25 * total, 1),
+            "pause_at_s": round(pause_at * total, 1),
             "restart_at_s": round(restart_at[0] - start, 1) if restart_at else -1.0,
             "rss_start_mb": rss[0][1] if rss else float("nan"),
             "rss_end_mb": rss[-1][1] if rss else float("nan"),

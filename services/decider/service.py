@@ -33,7 +33,7 @@ from shared.messages import (
     encode,
 )
 from shared.precision import platform_top_bits
-from shared.signing import KeyRing, sign
+from shared.signing import KeyRing, sign_encoded
 
 log = logging.getLogger("qas.decider")
 
@@ -110,14 +110,11 @@ class DeciderService(ConsumingService):
         state.pending_change = False
         decision = msgspec.structs.replace(decision, sequence_epoch=self.epoch)
         if self.signer is not None:
-            decision = sign(decision, self.signer.signer)
+            decision, data = sign_encoded(decision, self.signer.signer)
+        else:
+            data = encode(decision)
         await publish_retrying(
-            self.bus,
-            self.settings.topics.decisions,
-            host_id,
-            encode(decision),
-            self._stop,
-            "decision",
+            self.bus, self.settings.topics.decisions, host_id, data, self._stop, "decision"
         )
         self.stats["decisions"] += 1
         self.metrics.observe_decision(decision)

@@ -8,16 +8,23 @@ only on decode and writes NaN as ``null``, so :func:`encode` validates before it
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 
 from shared.tiers import Bits
-from shared.validation import Unsupported, checker
+from shared.validation import (
+    DECODED,
+    EXACT,
+    FULL,
+    INT_IN_FLOAT,
+    Check,
+    Mode,
+    Unsupported,
+    checker,
+)
 
 SCHEMA_VERSION: Final = 1
 
@@ -382,103 +389,34 @@ class InvalidMessage(ValueError):
     """A message that must not be published or consumed, with a readable reason."""
 
 
-Check = Callable[[Any, str], None]
-
-
-def _float_check(t: msgspec.inspect.Type) -> Check | None:
-    """A checker for the non-finite floats a value of type ``t`` can hold; None if it holds no
-    float. Built once per message type from its declaration, so strings, ints and lists of
-    them are never visited."""
-    if isinstance(t, msgspec.inspect.FloatType):
-
-        def check_float(v: Any, path: str) -> None:
-            if not math.isfinite(v):
-                raise InvalidMessage(f"{path} is {v!r}: not a finite number")
-
-        return check_float
-    if isinstance(t, msgspec.inspect.UnionType):
-        if all(_float_check(m) is None for m in t.types):
-            return None
-        finite = _float_check(msgspec.inspect.FloatType())
-        seq = next((c for c, m in zip(map(_float_check, t.types), t.types, strict=True)
-                    if c is not None and not isinstance(m, msgspec.inspect.FloatType
-                                                         | msgspec.inspect.StructType)), None)  # fmt: skip
-
-        def check_union(v: Any, path: str) -> None:
-            if isinstance(v, float):
-                assert finite is not None
-                finite(v, path)
-            elif isinstance(v, Struct):
-                c = _struct_check(type(v))
-                if c is not None:
-                    c(v, path)
-            elif seq is not None and isinstance(v, list | tuple):
-                seq(v, path)
-
-        return check_union
-    if isinstance(t, msgspec.inspect.StructType):
-        return _struct_check(t.cls)
-    if isinstance(t, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
-        item = _float_check(t.item_type)
-        if item is None:
-            return None
-
-        def check_items(v: Any, path: str) -> None:
-            for i, x in enumerate(v):
-                item(x, f"{path}[{i}]")
-
-        return check_items
-    if isinstance(t, msgspec.inspect.TupleType):
-        parts = [(i, c) for i, c in enumerate(map(_float_check, t.item_types)) if c is not None]
-        if not parts:
-            return None
-
-        def check_tuple(v: Any, path: str) -> None:
-            for i, c in parts:
-                c(v[i], f"{path}[{i}]")
-
-        return check_tuple
-    return None
-
-
-@functools.cache
-def _struct_check(cls: type[Struct]) -> Check | None:
-    info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
-    fields = [(f.name, c) for f in info.fields if (c := _float_check(f.type)) is not None]
-    if not fields:
-        return None
-
-    def check_struct(v: Any, path: str) -> None:
-        for name, c in fields:
-            c(getattr(v, name), f"{path}.{name}")
-
-    return check_struct
-
-
-def _check_finite(msg: Struct) -> None:
-    check = _struct_check(type(msg))
-    if check is not None:
-        check(msg, type(msg).__name__)
-
-
 def decoder(kind: type[M]) -> msgspec.json.Decoder[M]:
     return msgspec.json.Decoder(kind)
 
 
-def _enforce(msg: Struct, full: bool) -> bool:
-    """Run the type's compiled check (shared/validation.py); False when it has none."""
-    check = checker(type(msg), full=full)
+def _check(kind: type[Struct], mode: Mode) -> Check | None:
+    check = checker(kind, mode)
     if isinstance(check, Unsupported):
-        return False
+        raise TypeError(
+            f"{kind.__name__} declares {check}, which shared/validation.py cannot check: "
+            "declare it so it can be, or teach validation.py the type"
+        )
+    return check
+
+
+def _fail(msg: Struct, fault: tuple[str, str]) -> InvalidMessage:
+    path, why = fault
+    name = type(msg).__name__
+    if why.startswith("is "):
+        return InvalidMessage(f"{name}{path} {why}")
+    return InvalidMessage(f"{name}: {why} - at `${path}`")
+
+
+def _enforce(msg: Struct, mode: Mode) -> None:
+    """Run the type's compiled check (shared/validation.py), the one finiteness and range check."""
+    check = _check(type(msg), mode)
     fault = None if check is None else check(msg)
     if fault is not None:
-        path, why = fault
-        name = type(msg).__name__
-        if why.startswith("is "):
-            raise InvalidMessage(f"{name}{path} {why}")
-        raise InvalidMessage(f"{name}: {why} - at `${path}`")
-    return True
+        raise _fail(msg, fault)
 
 
 def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = None) -> M:
@@ -491,8 +429,7 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
         raise InvalidMessage(f"{kind.__name__}: {exc!r}") from None
     # Every float field is bounded, so msgspec has refused infinity already; the compiled
     # check is then None and costs nothing. It guards a float field added without a bound.
-    if not _enforce(msg, full=False):
-        _check_finite(msg)
+    _enforce(msg, DECODED)
     version = getattr(msg, "schema_version", SCHEMA_VERSION)
     if version > SCHEMA_VERSION:  # a newer major schema may change meanings: refuse, loudly
         raise InvalidMessage(
@@ -501,32 +438,36 @@ def decode(data: bytes, kind: type[M], dec: msgspec.json.Decoder[M] | None = Non
     return msg
 
 
-def _checked(msg: Struct) -> bytes:
-    """The decode-time checks for a message built in code, returning its JSON bytes.
-
-    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN and
-    infinity as null (which an optional field would take for "absent"): the type's compiled
-    check (shared/validation.py) runs them all on the struct, then it is encoded once. A type
-    with a field the compiled checks do not cover falls back to the declared-float check and a
-    typed decode of the encoded bytes.
-    """
-    if _enforce(msg, full=True):
-        return _encoder.encode(msg)
-    _check_finite(msg)
-    data = _encoder.encode(msg)
-    try:
-        msgspec.json.decode(data, type=type(msg))
-    except msgspec.ValidationError as exc:
-        raise InvalidMessage(f"{type(msg).__name__}: {exc}") from None
-    return data
-
-
 def validate(msg: M) -> M:
     """Apply the decode-time checks to a message built in code (NaN, inf, ranges, patterns)."""
-    _checked(msg)
+    _enforce(msg, FULL)
     return msg
 
 
 def encode(msg: Struct) -> bytes:
-    """Validate, then serialise to JSON bytes (encoded once)."""
-    return _checked(msg)
+    """Validate, then serialise to JSON bytes, once.
+
+    msgspec checks Meta constraints (ranges, patterns) only on decode, and writes NaN and
+    infinity as null (which an optional field would take for "absent"): the type's compiled
+    check (shared/validation.py) runs them all on the struct first; nothing is decoded again.
+    """
+    _enforce(msg, FULL)
+    return _encoder.encode(msg)
+
+
+def encode_exact(msg: M) -> tuple[M, bytes]:
+    """(the message as a reader decodes it, its bytes): :func:`encode`, for bytes that must be
+    exactly what a reader re-encodes after decoding them (a signature covers them).
+
+    The one difference a decode makes is an int in a float field (written ``1``, read back
+    ``1.0``): the exact check reports it, and only then is the message normalised through a
+    decode of its bytes; otherwise it is checked and encoded once.
+    """
+    check = _check(type(msg), EXACT)
+    fault = None if check is None else check(msg)
+    if fault is not None:
+        if fault[1] != INT_IN_FLOAT:
+            raise _fail(msg, fault)
+        _enforce(msg, FULL)  # a fault after the int: raise it with its own wording
+        msg = msgspec.json.decode(_encoder.encode(msg), type=type(msg))
+    return msg, _encoder.encode(msg)

@@ -12,6 +12,7 @@ Rule (docs/decision.md has the table):
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -27,6 +28,7 @@ def platform_top_bits() -> Literal[64, 80]:
     return 80 if np.finfo(np.longdouble).nmant >= 63 else 64
 
 
+@functools.cache  # pure; asked for on every decision, with one of two values
 def ladder(top_bits: int) -> tuple[Bits, ...]:
     return tuple(b for b in ALL_BITS if b <= top_bits)
 

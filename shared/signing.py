@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from shared.messages import ScalingDecision
+from shared.messages import ScalingDecision, encode_exact
 
 DOMAIN: Final = b"qas.decision.v1\n"
 KEY_BYTES: Final = 32  # what `qas keygen` writes
@@ -44,7 +44,7 @@ class KeyFileError(ValueError):
 class SigningKey:
     """One key: its id and secret. The secret stays out of repr, str and comparisons."""
 
-    __slots__ = ("_secret", "key_id")
+    __slots__ = ("_hmac", "_secret", "key_id")
 
     def __init__(self, key_id: str, secret: bytes) -> None:
         if not KEY_ID.match(key_id):
@@ -53,6 +53,7 @@ class SigningKey:
             raise KeyFileError(f"key {key_id!r} is shorter than {MIN_KEY_BYTES} bytes")
         self.key_id = key_id
         self._secret = secret
+        self._hmac = hmac.new(secret, digestmod=hashlib.sha256)  # keyed once, copied per MAC
 
     def __repr__(self) -> str:
         return f"SigningKey(key_id={self.key_id!r}, secret=<hidden>)"
@@ -60,7 +61,9 @@ class SigningKey:
     __str__ = __repr__
 
     def mac(self, data: bytes) -> str:
-        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+        h = self._hmac.copy()
+        h.update(data)
+        return h.hexdigest()
 
     def line(self) -> str:
         """The key file line for this key (only `qas keygen` writes it)."""
@@ -119,19 +122,34 @@ def parse_key_file(text: str) -> KeyRing:
     return KeyRing(tuple(keys))
 
 
+_UNSIGNED_TAIL: Final = b'"signature":null}'
+
+
 def canonical_bytes(d: ScalingDecision) -> bytes:
     return DOMAIN + msgspec.json.encode(msgspec.structs.replace(d, signature=None))
 
 
-def sign(d: ScalingDecision, key: SigningKey) -> ScalingDecision:
-    """The decision with ``key_id`` and ``signature`` set.
+def sign_encoded(d: ScalingDecision, key: SigningKey) -> tuple[ScalingDecision, bytes]:
+    """(the decision with ``key_id`` and ``signature`` set, its wire bytes), produced once.
 
-    Signed in the form the applier will decode it to (an int in a float field encodes as ``1``
-    but decodes as ``1.0``), so both sides compute the same canonical bytes.
+    The decision is validated and encoded once, unsigned, in the form the applier will decode
+    it to (:func:`shared.messages.encode_exact`: an int in a float field encodes as ``1`` but
+    decodes as ``1.0``), so both sides compute the same canonical bytes. The wire bytes are those
+    canonical bytes with the signature spliced in where they say ``null``: ``signature`` is the
+    last field and a hex string needs no escaping, so they equal ``encode(signed)`` byte for byte.
     """
-    unsigned = msgspec.structs.replace(d, key_id=key.key_id, signature=None)
-    wire = msgspec.json.decode(msgspec.json.encode(unsigned), type=ScalingDecision)
-    return msgspec.structs.replace(wire, signature=key.mac(canonical_bytes(wire)))
+    unsigned, body = encode_exact(msgspec.structs.replace(d, key_id=key.key_id, signature=None))
+    if not body.endswith(_UNSIGNED_TAIL):  # a field declared after `signature`
+        raise AssertionError("ScalingDecision.signature must be its last field")
+    signature = key.mac(DOMAIN + body)
+    wire = b"".join((body[: -len(b"null}")], b'"', signature.encode(), b'"}'))
+    return msgspec.structs.replace(unsigned, signature=signature), wire
+
+
+def sign(d: ScalingDecision, key: SigningKey) -> ScalingDecision:
+    """The decision with ``key_id`` and ``signature`` set (:func:`sign_encoded` without its
+    bytes)."""
+    return sign_encoded(d, key)[0]
 
 
 def verify(d: ScalingDecision, ring: KeyRing) -> tuple[SignatureFault, str] | None:

@@ -10,8 +10,13 @@ turned into a check that visits only the fields whose type can hold something to
 - finite-only (messages just decoded, whose constraints msgspec has checked): the float fields
   that a constraint does not already bound, where ``1e999`` decodes to ``inf``.
 
-A type this module does not know is checked by the general walk and a round trip instead, so a
-new field type is never silently unchecked.
+- exact (messages about to be signed): full, and an ``int`` in a ``float`` field is reported
+  (:data:`INT_IN_FLOAT`): it encodes as ``1`` but decodes as ``1.0``, so its bytes would not be
+  the bytes a reader re-encodes.
+
+This is the only finiteness and range check: a type declaring something this module cannot
+check is refused (:class:`Unsupported`) rather than walked value by value, so a new field type is
+never silently unchecked.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import msgspec
 import msgspec.inspect as mi
@@ -27,12 +32,20 @@ import msgspec.inspect as mi
 #: a check returns None, or where the value is wrong and why: ("$.a.b", "is nan: ...")
 Check = Callable[[Any], tuple[str, str] | None]
 
+#: what a check covers: after a decode, before an encode, before a signature (see above)
+Mode = Literal[0, 1, 2]
+DECODED: Final[Mode] = 0
+FULL: Final[Mode] = 1
+EXACT: Final[Mode] = 2
+
 
 class Unsupported(Exception):
     """A declared type with no compiled check."""
 
 
 _NUMBER: Final = (int, float)
+#: the reason an exact check gives for an int in a float field (not a fault for ``full``)
+INT_IN_FLOAT: Final = "is an int in a float field"
 
 
 def _at(path: str, fault: tuple[str, str] | None) -> tuple[str, str] | None:
@@ -58,8 +71,9 @@ def _bounds(t: mi.FloatType | mi.IntType, kind: str) -> list[tuple[Callable[[Any
     return out
 
 
-def _float(t: mi.FloatType, full: bool) -> Check | None:
+def _float(t: mi.FloatType, mode: Mode) -> Check | None:
     bounds = _bounds(t, "float")
+    full, exact = mode >= FULL, mode == EXACT
     if not full:
         if t.le is not None or t.lt is not None:
             if t.ge is not None or t.gt is not None:
@@ -74,6 +88,8 @@ def _float(t: mi.FloatType, full: bool) -> Check | None:
         for ok, why in bounds:
             if not ok(v):
                 return "", why
+        if exact and type(v) is not float:
+            return "", INT_IN_FLOAT
         return None
 
     return check
@@ -134,26 +150,24 @@ def _items(item: Check, kinds: tuple[type, ...], name: str) -> Check:
     return check
 
 
-def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None]) -> Check | None:
+def _compile(t: mi.Type, mode: Mode, cache: dict[tuple[type, Mode], Check | None]) -> Check | None:
     """None: nothing of this type can be wrong (in this mode)."""
     if isinstance(t, mi.FloatType):
-        return _float(t, full)
-    if not full:
+        return _float(t, mode)
+    if isinstance(t, mi.DictType):
+        return _dict(t, mode, cache)
+    if not mode:
         # after decode only unbounded floats need a look: descend only where they can be
         if isinstance(t, mi.StructType):
-            return _struct(t, full, cache)
+            return _struct(t, mode, cache)
         if isinstance(t, mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType):
-            inner = _compile(t.item_type, full, cache)
+            inner = _compile(t.item_type, mode, cache)
             return None if inner is None else _items(inner, (list, tuple, set, frozenset), "array")
         if isinstance(t, mi.TupleType):
-            checks = [_compile(x, full, cache) for x in t.item_types]
+            checks = [_compile(x, mode, cache) for x in t.item_types]
             return _tuple(checks) if any(c is not None for c in checks) else None
         if isinstance(t, mi.UnionType):
-            return _union(t, full, cache)
-        if isinstance(t, mi.DictType):
-            if _compile(t.key_type, full, cache) or _compile(t.value_type, full, cache):
-                raise Unsupported("dict of floats")
-            return None
+            return _union(t, mode, cache)
         if isinstance(t, mi.IntType | mi.StrType | mi.BoolType | mi.NoneType | mi.BytesType
                       | mi.LiteralType | mi.AnyType):  # fmt: skip
             return None
@@ -179,7 +193,7 @@ def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None
             else ("", f"Invalid enum value {v!r} ({shown})")
         )
     if isinstance(t, mi.ListType):
-        inner = _compile(t.item_type, full, cache)
+        inner = _compile(t.item_type, mode, cache)
         items = _items(inner or (lambda v: None), (list, tuple), "array")
         lo, hi = t.min_length, t.max_length
         if lo is None and hi is None:
@@ -195,7 +209,7 @@ def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None
 
         return sized
     if isinstance(t, mi.TupleType):
-        checks = [_compile(x, full, cache) for x in t.item_types]
+        checks = [_compile(x, mode, cache) for x in t.item_types]
         n = len(checks)
         inner_tuple = _tuple(checks)
 
@@ -206,12 +220,33 @@ def _compile(t: mi.Type, full: bool, cache: dict[tuple[type, bool], Check | None
 
         return fixed
     if isinstance(t, mi.StructType):
-        return _struct(t, full, cache)
+        return _struct(t, mode, cache)
     if isinstance(t, mi.UnionType):
-        return _union(t, full, cache)
+        return _union(t, mode, cache)
     if isinstance(t, mi.AnyType):
         return None
     raise Unsupported(type(t).__name__)
+
+
+def _dict(t: mi.DictType, mode: Mode, cache: dict[tuple[type, Mode], Check | None]) -> Check | None:
+    if t.min_length is not None or t.max_length is not None:
+        raise Unsupported("object length")
+    keys, values = _compile(t.key_type, mode, cache), _compile(t.value_type, mode, cache)
+    if not mode and keys is None and values is None:
+        return None
+
+    def check(v: Any) -> tuple[str, str] | None:
+        if not isinstance(v, dict):
+            return "", f"Expected `object`, got `{type(v).__name__}`"
+        for k, x in v.items():
+            fault = None if keys is None else keys(k)
+            if fault is None and values is not None:
+                fault = values(x)
+            if fault is not None:
+                return f"[{k!r}]{fault[0]}", fault[1]
+        return None
+
+    return check
 
 
 def _tuple(checks: list[Check | None]) -> Check:
@@ -227,13 +262,13 @@ def _tuple(checks: list[Check | None]) -> Check:
 
 
 def _union(
-    t: mi.UnionType, full: bool, cache: dict[tuple[type, bool], Check | None]
+    t: mi.UnionType, mode: Mode, cache: dict[tuple[type, Mode], Check | None]
 ) -> Check | None:
     nullable = any(isinstance(x, mi.NoneType) for x in t.types)
     rest = [x for x in t.types if not isinstance(x, mi.NoneType)]
     if len(rest) != 1:
         raise Unsupported("union of several types")
-    inner = _compile(rest[0], full, cache)
+    inner = _compile(rest[0], mode, cache)
     if inner is None:
         return None
     if not nullable:
@@ -242,30 +277,27 @@ def _union(
 
 
 def _struct(
-    t: mi.StructType, full: bool, cache: dict[tuple[type, bool], Check | None]
+    t: mi.StructType, mode: Mode, cache: dict[tuple[type, Mode], Check | None]
 ) -> Check | None:
-    key = (t.cls, full)
+    key = (t.cls, mode)
     if key in _BUILDING:
         raise Unsupported("recursive struct")
     if key in cache:
         return cache[key]
     _BUILDING.add(key)
     try:
-        fields = [(f.name, c) for f in t.fields if (c := _compile(f.type, full, cache)) is not None]
+        fields = [(f.name, c) for f in t.fields if (c := _compile(f.type, mode, cache)) is not None]
     finally:
         _BUILDING.discard(key)
-    cls = t.cls
-    if not fields and not full:
+    if not fields and not mode:
         cache[key] = None
         return None
-    if full:
+    if mode:
         fast = _generate(t, dict(fields))
         cache[key] = fast
         return fast
 
     def check(v: Any) -> tuple[str, str] | None:
-        if full and not isinstance(v, cls):
-            return "", f"Expected `{cls.__name__}`, got `{type(v).__name__}`"
         for name, c in fields:
             fault = c(getattr(v, name))
             if fault is not None:
@@ -276,22 +308,28 @@ def _struct(
     return check
 
 
-def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: int) -> str | None:
-    """A Python expression that is True when value ``x`` passes (None: no inline form)."""
+def _compare(t: mi.FloatType | mi.IntType, x: str, cast: type) -> list[str]:
+    out = []
+    for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        bound = getattr(t, attr)
+        if bound is not None:
+            out.append(f"{x} {op} {cast(bound)!r}")
+    return out
+
+
+def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: str) -> str | None:
+    """A Python expression that is True when value ``x`` passes (None: no inline form). It may
+    refuse more than the check does (an int in a float field, a list for a tuple): a value it
+    refuses is handed to the compiled check, which decides."""
     if isinstance(t, mi.FloatType):
-        parts = [f"{x} - {x} == 0.0"]  # finite (nan and inf fail), ints included
-        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            bound = getattr(t, attr)
-            if bound is not None:
-                parts.append(f"{x} {op} {float(bound)!r}")
-        return f"(type({x}) is float or type({x}) is int) and " + " and ".join(parts)
+        parts = [f"type({x}) is float", *_compare(t, x, float)]
+        lower = next((b for b in (t.ge, t.gt) if b is not None), None)
+        upper = next((b for b in (t.le, t.lt) if b is not None), None)
+        if lower is None or upper is None or not math.isfinite(lower - upper):
+            parts.insert(1, f"{x} - {x} == 0.0")  # finite: nan and inf fail
+        return " and ".join(parts)  # two finite bounds: nan and inf fail the comparisons
     if isinstance(t, mi.IntType):
-        parts = [f"type({x}) is int"]
-        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            bound = getattr(t, attr)
-            if bound is not None:
-                parts.append(f"{x} {op} {int(bound)!r}")
-        return " and ".join(parts)
+        return " and ".join([f"type({x}) is int", *_compare(t, x, int)])
     if isinstance(t, mi.StrType):
         parts = [f"type({x}) is str"]
         if t.min_length is not None:
@@ -307,6 +345,12 @@ def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: int) -> str | None:
     if isinstance(t, mi.LiteralType):
         env[f"_lit{k}"] = frozenset(t.values)
         return f"(type({x}) is str or type({x}) is int) and {x} in _lit{k}"
+    if isinstance(t, mi.TupleType):
+        items = [_fast_test(u, f"{x}[{i}]", env, f"{k}_{i}") for i, u in enumerate(t.item_types)]
+        if any(test is None for test in items):
+            return None
+        n = len(items)
+        return " and ".join([f"type({x}) is tuple and len({x}) == {n}", *map("({})".format, items)])
     if isinstance(t, mi.UnionType):
         rest = [u for u in t.types if not isinstance(u, mi.NoneType)]
         if len(rest) == 1 and len(t.types) == 2:
@@ -317,8 +361,9 @@ def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: int) -> str | None:
 
 def _generate(t: mi.StructType, checks: dict[str, Check]) -> Check:
     """One generated function per Struct type: the scalar fields' checks inline (a comparison
-    each), the rest (lists, nested structs) through their compiled checks. A failing value is
-    handed to its compiled check again for msgspec's wording."""
+    each), lists of scalars as one inline loop, the rest (nested structs) through their compiled
+    checks. A value the inline test refuses is handed to its compiled check, for msgspec's
+    wording (or to accept what the inline test is stricter about)."""
     env: dict[str, Any] = {"_cls": t.cls}
     lines = ["def check(v):",
              "    if not isinstance(v, _cls):",
@@ -328,35 +373,44 @@ def _generate(t: mi.StructType, checks: dict[str, Check]) -> Check:
             continue
         env[f"_c{k}"] = checks[f.name]
         lines.append(f"    x = v.{f.name}")
-        test = _fast_test(f.type, "x", env, k)
+        fail = [f"fault = _c{k}(x)", "if fault is not None:",
+                f"    return '.{f.name}' + fault[0], fault[1]"]  # fmt: skip
+        test = _fast_test(f.type, "x", env, str(k))
+        item = f.type.item_type if isinstance(f.type, mi.ListType) else None
+        each = None if item is None else _fast_test(item, "y", env, f"{k}_i")
         if test is not None:
             lines.append(f"    if not ({test}):")
-            lines.append(f"        fault = _c{k}(x)")
-            lines.append("        if fault is not None:")
-            lines.append(f"            return '.{f.name}' + fault[0], fault[1]")
+            lines += [f"        {line}" for line in fail]
+        elif each is not None:
+            lines += ["    ok = type(x) is list",
+                      "    if ok:",
+                      "        for y in x:",
+                      f"            if not ({each}):",
+                      "                ok = False",
+                      "                break",
+                      "    if not ok:"]  # fmt: skip
+            lines += [f"        {line}" for line in fail]
         else:
-            lines.append(f"    fault = _c{k}(x)")
-            lines.append("    if fault is not None:")
-            lines.append(f"        return '.{f.name}' + fault[0], fault[1]")
+            lines += [f"    {line}" for line in fail]
     lines.append("    return None")
     exec("\n".join(lines), env)
     check: Check = env["check"]
     return check
 
 
-_BUILDING: set[tuple[type, bool]] = set()
-_CACHE: dict[tuple[type, bool], Check | None] = {}
-_CHECKS: dict[tuple[type, bool], Check | Unsupported | None] = {}
+_BUILDING: set[tuple[type, Mode]] = set()
+_CACHE: dict[tuple[type, Mode], Check | None] = {}
+_CHECKS: dict[tuple[type, Mode], Check | Unsupported | None] = {}
 
 
-def checker(kind: type[msgspec.Struct], *, full: bool) -> Check | Unsupported | None:
+def checker(kind: type[msgspec.Struct], mode: Mode) -> Check | Unsupported | None:
     """The compiled check for a Struct type (cached): a Check, None (nothing to check), or the
     Unsupported reason when the type declares something this module cannot check."""
-    key = (kind, full)
+    key = (kind, mode)
     got = _CHECKS.get(key)
     if got is None and key not in _CHECKS:
         try:
-            got = _compile(mi.type_info(kind), full, _CACHE)
+            got = _compile(mi.type_info(kind), mode, _CACHE)
         except Unsupported as exc:
             got = exc
         _CHECKS[key] = got

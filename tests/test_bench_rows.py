@@ -29,3 +29,20 @@ def test_pipeline_verdicts_use_the_echo_of_the_same_transport_and_fetch_wait() -
            for v in pipeline._verdicts(rows)}  # fmt: skip
     assert got == {("embedded", None): (0.85, True), ("kafka", 100): (1.625, False),
                    ("kafka", 10): (1.55, False)}  # fmt: skip
+
+
+def test_the_pipeline_reader_reads_what_a_full_decode_reads() -> None:
+    from shared.config import DecisionConstants
+    from shared.decision import decide
+    from shared.messages import ApplyResult, MarketEntropy, PriorState, encode
+    from tests.support.factories import inputs_for, reference_host
+
+    d, _ = decide(inputs_for(reference_host(), 0.7, 0.2, 0.5), PriorState(), host_id="h",
+                  now=1000.0, c=DecisionConstants())  # fmt: skip
+    assert d is not None
+    assert pipeline._value("decision", encode(d)) == d.inputs.market_entropy == 0.7
+    assert pipeline._value("echo", encode(MarketEntropy(event_time=1.0, host_id="h", value=0.25))) == 0.25
+    pipeline.DECIDED["d-1"] = 0.5
+    applied = ApplyResult(event_time=2.0, host_id="h", decision_id="d-1", decision_event_time=1.0,
+                          status="applied")  # fmt: skip
+    assert pipeline._value("applied", encode(applied)) == 0.5

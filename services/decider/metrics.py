@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -61,6 +61,7 @@ class DeciderMetrics:
             "qas_kafka_connected", "1 when the bus is connected (always 1 in-process)", registry=r
         )
         self.last_decision: dict[str, float] = {}
+        self._children: dict[str, tuple[Any, ...]] = {}
         self.last_input: dict[tuple[str, str], float] = {}
         r.register(AgeCollector(
             "qas_last_decision_age_seconds", "Seconds since the last decision, per host",
@@ -105,12 +106,23 @@ class DeciderMetrics:
     def observe_decision(self, d: ScalingDecision) -> None:
         h = self.host(d.host_id)
         self.last_decision[h] = self.clock()
-        self.published.labels(h).inc()
-        self.batch_size.labels(h).set(d.batch_size)
-        self.workers.labels(h).set(d.workers)
-        for state in QUANTUM_STATES:
-            self.quantum_state.labels(h, state).set(1.0 if state == d.quantum_state else 0.0)
-        self.observe_inputs(h, d.inputs)
+        # A host's label children, looked up once (labels() costs microseconds a call; the
+        # children live as long as the registry: hosts are bounded and never removed).
+        children = self._children.get(h)
+        if children is None:
+            children = self._children[h] = (
+                self.published.labels(h), self.batch_size.labels(h), self.workers.labels(h),
+                tuple((s, self.quantum_state.labels(h, s)) for s in QUANTUM_STATES),
+                self.entropy.labels(h), self.profit.labels(h),
+            )  # fmt: skip
+        published, batch_size, workers, states, entropy, profit = children
+        published.inc()
+        batch_size.set(d.batch_size)
+        workers.set(d.workers)
+        for state, gauge in states:
+            gauge.set(1.0 if state == d.quantum_state else 0.0)
+        entropy.set(d.inputs.market_entropy)
+        profit.set(d.inputs.profit_potential)
 
     def observe_inputs(self, h: str, inputs: DecisionInputs) -> None:
         self.entropy.labels(h).set(inputs.market_entropy)

@@ -34,7 +34,7 @@ from shared.messages import (
     encode,
 )
 from shared.precision import platform_top_bits
-from shared.signing import KeyRing, sign
+from shared.signing import KeyRing, sign_encoded
 
 log = logging.getLogger("qas.decider")
 
@@ -182,7 +182,7 @@ class DeciderService(ConsumingService):
         state.epoch = max(self.epoch, state.epoch)
         decision = msgspec.structs.replace(decision, sequence_epoch=state.epoch)
         if self.signer is not None:
-            decision = sign(decision, self.signer.signer)
+            return sign_encoded(decision, self.signer.signer)
         return decision, encode(decision)
 
     async def _publish(self, made: list[tuple[ScalingDecision, bytes]]) -> None:

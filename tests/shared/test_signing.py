@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import msgspec
 import pytest
 
 from shared.config import DecisionConstants
 from shared.decision import decide
-from shared.messages import PriorState, ScalingDecision, decode, encode
+from shared.messages import InvalidMessage, PriorState, ScalingDecision, decode, encode
 from shared.signing import (
     DOMAIN,
     KeyFileError,
@@ -16,6 +19,7 @@ from shared.signing import (
     canonical_bytes,
     parse_key_file,
     sign,
+    sign_encoded,
     verify,
 )
 from tests.support.factories import inputs_for, reference_host
@@ -122,3 +126,48 @@ def test_a_whole_number_in_a_float_field_signs_as_the_applier_will_decode_it() -
     built = msgspec.structs.replace(_decision(), scaling_factor=1)  # type: ignore[arg-type]
     assert b'"scaling_factor":1,' in msgspec.json.encode(built)  # decodes as 1.0
     assert verify(_on_the_wire(sign(built, RING.signer)), RING) is None
+
+
+# Published before sign_encoded (issue 17) by the encode-decode-encode signer: key "fixed",
+# secret 0x11 * 32. The applier must keep accepting it, and signing its content again must give
+# the same bytes and signature.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "signing" / "decision-v1.json"
+FIXED = parse_key_file(f"fixed:{SECRET_HEX}")
+FIXED_SIGNATURE = "7bd3657f76257bc1ad045a22369c94ac43d0c1f44287ec07d5d34fcd243d9f93"
+# The same content with scaling_factor and memory_adjustment built as the int 2.
+FIXED_INT_SIGNATURE = "e7359b80001b275bc9f44e70a420bcaba746e9d6704daddd68387d17167c1d1f"
+
+
+def test_a_decision_signed_before_sign_encoded_still_verifies_and_signs_the_same() -> None:
+    wire = FIXTURE.read_bytes().rstrip(b"\n")
+    published = decode(wire, ScalingDecision)
+    assert published.signature == FIXED_SIGNATURE
+    assert verify(published, FIXED) is None
+    unsigned = msgspec.structs.replace(published, key_id=None, signature=None)
+    signed, data = sign_encoded(unsigned, FIXED.signer)
+    assert data == wire and signed == published
+    whole = msgspec.structs.replace(unsigned, scaling_factor=2, memory_adjustment=2)  # type: ignore[arg-type]
+    again, data = sign_encoded(whole, FIXED.signer)
+    assert again.signature == FIXED_INT_SIGNATURE and again.scaling_factor == 2.0
+    assert data == encode(again) and verify(decode(data, ScalingDecision), FIXED) is None
+
+
+@pytest.mark.parametrize("now", [1000.0, 1234.5678])
+def test_sign_encoded_bytes_are_encode_of_the_signed_decision(now: float) -> None:
+    signed, data = sign_encoded(_decision(now), RING.signer)
+    assert data == encode(signed)
+    assert signed == sign(_decision(now), RING.signer)
+    assert verify(decode(data, ScalingDecision), RING) is None
+
+
+def test_sign_encoded_validates_once_and_decodes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    real = msgspec.json.decode
+    monkeypatch.setattr(msgspec.json, "decode", lambda *a, **k: calls.append(a) or real(*a, **k))
+    sign_encoded(_decision(), RING.signer)
+    assert calls == []
+    with pytest.raises(InvalidMessage, match="not a finite number"):
+        sign_encoded(msgspec.structs.replace(_decision(), confidence=math.nan), RING.signer)
+    with pytest.raises(InvalidMessage, match="<= 100.0"):  # after an int: still its own fault
+        bad = msgspec.structs.replace(_decision(), scaling_factor=1, memory_adjustment=101.0)  # type: ignore[arg-type]
+        sign_encoded(bad, RING.signer)

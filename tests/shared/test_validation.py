@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
 
-from shared.messages import InvalidMessage, decode, encode
+from shared.messages import InvalidMessage, PriorState, decode, encode, encode_exact
+from shared.validation import DECODED, EXACT, FULL, INT_IN_FLOAT, Unsupported, checker
 from tests.shared.test_messages import EXAMPLES
 
 ODD: list[Any] = [math.nan, math.inf, -math.inf, -1.0, 0.0, 0.5, 1.0, 1.5, 7.0, 1e6, 2**40, -3,
@@ -97,3 +98,54 @@ def test_encode_no_longer_decodes_what_it_encoded(monkeypatch: pytest.MonkeyPatc
     for msg in EXAMPLES:
         assert decode(encode(msg), type(msg)) == msg
     assert calls == []
+
+
+def test_every_wire_type_has_a_compiled_check_in_every_mode() -> None:
+    """One mechanism: no message type falls back to a walk over its values."""
+    import shared.messages as messages
+
+    kinds = [k for k in vars(messages).values()
+             if isinstance(k, type) and issubclass(k, msgspec.Struct) and k is not msgspec.Struct]  # fmt: skip
+    assert len(kinds) > 15
+    for kind in kinds:
+        for mode in (DECODED, FULL, EXACT):
+            assert not isinstance(checker(kind, mode), Unsupported), (kind, mode)
+
+
+class _Odd(msgspec.Struct):
+    values: dict[str, float]
+    ratio: Annotated[float, msgspec.Meta(multiple_of=0.5)] = 0.5
+
+
+def test_a_type_the_checks_cannot_cover_is_refused_not_walked() -> None:
+    with pytest.raises(TypeError, match="multiple_of"):
+        encode(_Odd({"a": 1.0}))
+    with pytest.raises(TypeError, match="multiple_of"):
+        decode(b'{"values": {"a": 1.0}}', _Odd)
+
+
+class _Weights(msgspec.Struct):
+    values: dict[str, float]
+
+
+def test_dicts_of_floats_are_checked() -> None:
+    assert decode(encode(_Weights({"a": 1.0})), _Weights) == _Weights({"a": 1.0})
+    with pytest.raises(InvalidMessage, match=r"values\['a'\] is nan"):
+        encode(_Weights({"a": math.nan}))
+    with pytest.raises(InvalidMessage, match="out of range|not a finite number"):
+        decode(b'{"values": {"a": 1.0, "b": 1e999}}', _Weights)
+
+
+def test_the_exact_check_reports_an_int_in_a_float_field_and_full_accepts_it() -> None:
+    prior = PriorState(scaling_factor=2, recent_factors=[(1.0, 2)])  # type: ignore[arg-type]
+    full, exact = checker(PriorState, FULL), checker(PriorState, EXACT)
+    assert callable(full) and callable(exact)
+    assert full(prior) is None
+    assert exact(prior) == (".scaling_factor", INT_IN_FLOAT)
+    assert exact(msgspec.structs.replace(prior, scaling_factor=2.0)) == (
+        ".recent_factors[0][1]", INT_IN_FLOAT)  # fmt: skip
+    again, data = encode_exact(prior)
+    assert again.scaling_factor == 2.0 and again.recent_factors == [(1.0, 2.0)]
+    assert data == encode(again) and b'"scaling_factor":2.0' in data
+    # the inline test is stricter than the check (a list where a tuple is declared): still passes
+    assert full(PriorState(recent_factors=[[1.0, 2.0]])) is None  # type: ignore[list-item]

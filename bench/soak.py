@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import os
 import random
 import resource
@@ -39,7 +38,7 @@ from tests.support.broker import TansuBroker
 RATE = 200.0
 HOST = "soak-host"
 PAUSE_SECONDS = 10.0
-SWELL_S = 20.0  # period of the market's swell
+RAMP_S = 40.0  # the market's ramp: 0.5 to 1.0 in this long, then down again
 GAP_SLACK_S = 30.0  # target: no gap longer than the longest outage plus this
 SLOPE_TARGET = 5.0  # MB/hour
 POISON = [
@@ -109,10 +108,13 @@ async def soak(minutes: float, pause_at: float = 0.25, restart_at_share: float =
                 if (wait := due - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
                 now = time.time()
-                # A market that keeps asking for decisions: a 20 s swell with noise on top
-                # (white noise alone averages out in the smoothing and asks for almost none).
-                swell = 0.5 + 0.45 * math.sin(2 * math.pi * (time.monotonic() - start) / SWELL_S)
-                value = min(1.0, max(0.0, swell + rng.uniform(-0.05, 0.05)))
+                # A market that keeps asking for decisions: a ramp from 0.5 to 1.0 over RAMP_S,
+                # then back down, with a little noise. Each rise of the ramp is a scale-up the
+                # stabiliser publishes at once; each drop is held for the scale-down window
+                # (30 s) and then published. A swell shorter than the window, or white noise,
+                # keeps the window's maximum up and asks for almost no decisions at all.
+                ramp = ((time.monotonic() - start) % RAMP_S) / RAMP_S
+                value = min(1.0, max(0.0, 0.5 + 0.5 * ramp + rng.uniform(-0.02, 0.02)))
                 if i % 2:
                     msg: MarketEntropy | ProfitPotential = MarketEntropy(
                         event_time=now, host_id=HOST, value=value

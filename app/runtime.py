@@ -219,7 +219,7 @@ class InProcessApplier(ApplierService):
         return {role: h for role, h in super().handlers().items() if role != "decisions"}
 
     def hand(self, d: ScalingDecision) -> None:
-        """The decider's callback, after it published ``d``."""
+        """The decider's callback, as it publishes ``d`` (the publish is not awaited first)."""
         self.inbox.put_nowait(d)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -17,6 +17,7 @@ import os
 import random
 import resource
 import signal
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -126,6 +127,23 @@ async def soak(minutes: float, pause_at: float = 0.25, restart_at_share: float =
                     counts["events_in"] += 1
                 i = max(i + 1, int((time.monotonic() - start) * RATE))  # no catch-up burst
 
+        async def watchdog() -> None:
+            """A stall of the decider (no decision and no record handled for 60 s) prints
+            every task's stack once: where it waits is the finding."""
+            seen, quiet_since, told = -1, time.monotonic(), False
+            while not feed_stop.is_set():
+                await asyncio.sleep(5)
+                progress = sum(v for k, v in decider.stats.items() if k.startswith("handled:"))
+                if progress != seen:
+                    seen, quiet_since, told = progress, time.monotonic(), False
+                elif not told and time.monotonic() - quiet_since > 60:
+                    told = True
+                    counts["stalls"] += 1
+                    print(f"soak: decider stalled at {time.monotonic() - start:.0f} s; tasks:",
+                          file=sys.stderr)  # fmt: skip
+                    for task in asyncio.all_tasks():
+                        task.print_stack(limit=8, file=sys.stderr)
+
         async def faults() -> None:
             paused = restarted = False
             poisons = 0
@@ -155,9 +173,11 @@ async def soak(minutes: float, pause_at: float = 0.25, restart_at_share: float =
                     restart_at.append(time.monotonic())
 
         feeder = asyncio.create_task(feed())
+        dog = asyncio.create_task(watchdog())
         await faults()
         feed_stop.set()
         await feeder
+        await dog
         gaps = [b - a for a, b in itertools.pairwise(decided)]
         warm = [x for x in rss if x[0] >= 0.2 * total]
         out = {
@@ -185,6 +205,7 @@ async def soak(minutes: float, pause_at: float = 0.25, restart_at_share: float =
             "rss_slope_last_40pct_mb_per_h": slope_per_hour([x for x in rss if x[0] >= 0.6 * total]),
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "services_alive": sum(not x.done() for x in tasks),
+            "decider_stalls": counts["stalls"],
             "rss_by_minute_mb": " ".join(f"{v:.1f}" for t_, v in rss if int(t_) % 60 == 0),
             "outage_pause_s": float(counts["outage_pause_s"]),
             "outage_restart_s": float(counts["outage_restart_s"]),

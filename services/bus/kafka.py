@@ -45,6 +45,7 @@ log = logging.getLogger("qas.bus.kafka")
 CLOSE_SECONDS = 3.0
 # Commits refused or timed out in a row before the consumer leaves and rejoins its group.
 REJOIN_AFTER_LOST_COMMITS = 3
+LAG_SECONDS = 0.5  # the most one partition's position may take when lag is read
 
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
 
@@ -411,7 +412,9 @@ class KafkaConsumer:
 
     async def lag(self) -> dict[tuple[str, int], int]:
         """High watermark (from the last fetch response) minus our position, for the partitions
-        assigned now and already fetched from."""
+        assigned now and already fetched from. Best effort and bounded: aiokafka's position()
+        waits for the group coordinator when a position is unknown (after a reset, a broker
+        pause), and the consume loop asks after every poll, so it must never wait on it."""
         consumer = self._consumer
         if consumer is None:
             return {}
@@ -420,7 +423,10 @@ class KafkaConsumer:
             high = consumer.highwater(tp)
             if high is None:
                 continue
-            position = await consumer.position(tp)
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), LAG_SECONDS)
+            except (TimeoutError, KafkaError):
+                continue  # unknown for now: the next poll asks again
             out[(tp.topic, tp.partition)] = max(0, high - position)
         return out
 

@@ -141,6 +141,8 @@ class HardwareSnapshot(Envelope, frozen=True, kw_only=True):
 
 MAX_SENSOR_NAME = 128
 MAX_TEMPERATURES = 512  # a many-core server reports one per core; far above any real host
+MAX_GPUS = 64
+MAX_MISSING = 64
 
 
 class Temperature(Struct, frozen=True, kw_only=True):
@@ -186,11 +188,11 @@ class SensorReading(Envelope, frozen=True, kw_only=True):
     swap_used_bytes: Bytes = 0
     # Bounded so one reading cannot carry thousands of made-up sensors (or series on /metrics).
     temperatures: Annotated[list[Temperature], Meta(max_length=MAX_TEMPERATURES)] = []
-    gpus: Annotated[list[GpuSensors], Meta(max_length=64)] = []
+    gpus: Annotated[list[GpuSensors], Meta(max_length=MAX_GPUS)] = []
     pi_throttle: PiThrottle | None = None
     thermal_state: Unit
     thermal_throttling: bool = False
-    missing: Annotated[list[Missing], Meta(max_length=64)] = []
+    missing: Annotated[list[Missing], Meta(max_length=MAX_MISSING)] = []
 
 
 # --- market inputs (market.*) -------------------------------------------------------------

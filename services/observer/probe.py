@@ -11,12 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from msgspec.structs import replace
+
 from services.observer import sysfs
 from services.observer.nvml import NvmlReader
 from services.observer.stats import LiveStats, Stats
 from shared.config import Settings
 from shared.fingerprint import fingerprint
 from shared.messages import (
+    MAX_GPUS,
+    MAX_MISSING,
+    MAX_SENSOR_NAME,
+    MAX_TEMPERATURES,
     HardwareSnapshot,
     Inventory,
     Missing,
@@ -133,12 +139,13 @@ class HardwareProbe:
             memory_available_bytes=available,
             memory_pressure_some_avg10=sysfs.psi_memory_some_avg10(root),
             swap_used_bytes=swap,
-            temperatures=temps,
-            gpus=gpus,
+            # bounded as the message is (the thermal state above saw every sensor)
+            temperatures=temps[:MAX_TEMPERATURES],
+            gpus=gpus[:MAX_GPUS],
             pi_throttle=pi,
             thermal_state=state,
             thermal_throttling=throttling,
-            missing=missing + gpu_missing,
+            missing=(missing + gpu_missing)[:MAX_MISSING],
         )
 
     def _temperatures(self) -> list[Temperature]:
@@ -146,5 +153,6 @@ class HardwareProbe:
         for t in (
             sysfs.thermal_zones(self.root) + sysfs.hwmon(self.root) + self.stats.temperatures()
         ):
-            seen.setdefault(t.sensor, t)
+            name = t.sensor[:MAX_SENSOR_NAME]  # a hwmon label can be longer than a message allows
+            seen.setdefault(name, t if name == t.sensor else replace(t, sensor=name))
         return list(seen.values())

@@ -185,6 +185,28 @@ def test_no_driver_is_a_cpu_only_host_with_the_reason() -> None:
     assert any(m.part == "gpu" and "Driver Not Loaded" in m.reason for m in snap.missing)
 
 
+def test_a_reading_stays_inside_the_message_bounds_on_a_host_with_many_sensors(
+    tmp_path: Path,
+) -> None:
+    from shared.messages import MAX_SENSOR_NAME, MAX_TEMPERATURES, encode
+
+    root = tmp_path / "host"
+    shutil.copytree(HOSTS / "desktop-rtx3060ti", root)
+    dev = root / "sys/class/hwmon/hwmon9"
+    dev.mkdir()
+    (dev / "name").write_text("many\n")
+    for i in range(1, MAX_TEMPERATURES + 50):  # temp99 is read last (sorted by file name)
+        (dev / f"temp{i}_input").write_text("90000\n" if i == 99 else "41000\n")
+        (dev / f"temp{i}_label").write_text(f"{i:04d} {'long label ' * 20}\n")
+    reading = probe(root).sample()
+    assert len(reading.temperatures) == MAX_TEMPERATURES
+    assert max(len(t.sensor) for t in reading.temperatures) == MAX_SENSOR_NAME
+    assert decode(encode(reading), SensorReading) == reading  # publishable, and accepted
+    # the thermal state saw every sensor, the hottest one past the list's cut included
+    assert max(t.celsius for t in reading.temperatures) < 90
+    assert reading.thermal_state == pytest.approx((90 - 40) / (95 - 40), abs=1e-3)
+
+
 async def test_memory_limit_lowered_publishes_exactly_one_change(tmp_path: Path) -> None:
     root = tmp_path / "host"
     shutil.copytree(HOSTS / "container-v2", root)

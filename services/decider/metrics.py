@@ -89,6 +89,7 @@ class DeciderMetrics:
         """Remove a dropped host's series, so its slot goes to a host still running."""
         if not self.host.forget(host_id):
             return  # never had series of its own (it read ``other``)
+        self._children.pop(host_id, None)  # cached children of removed series would be orphans
         for gauge in (self.batch_size, self.workers, self.entropy, self.profit, self.held,
                       self.published):  # fmt: skip
             with contextlib.suppress(KeyError):

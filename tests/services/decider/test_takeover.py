@@ -123,3 +123,7 @@ async def test_hosts_unseen_for_the_configured_age_are_forgotten_with_their_seri
     assert svc.stats["hosts_expired"] == 1
     page = generate_latest(svc.metrics.registry)
     assert b'host="old"' not in page and b'host="kept"' in page
+    # A forgotten host that comes back gets series again (not writes to removed ones).
+    await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="old", value=0.2))
+    await svc.on_handled()
+    assert b'qas_decisions_published_total{host="old"}' in generate_latest(svc.metrics.registry)

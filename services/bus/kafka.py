@@ -7,7 +7,10 @@ warning once and report ``idempotent = False``: a retried send may then duplicat
 which every QAS consumer tolerates (the applier is idempotent by decision id).
 
 Consumers: a consumer group, ``enable_auto_commit=False``, ``getmany`` and an explicit commit of
-last offset + 1 per partition after processing (at-least-once), with a rebalance listener.
+last offset + 1 per partition after processing (at-least-once), with a rebalance listener. The
+commit runs in a task of its own, newest offsets only, so a broker slow to answer commits (a
+restarted Tansu times every one out) never stops records being handled; a stop, a revoke and
+a rejoin wait for it, bounded.
 aiokafka raises from ``start()`` while the broker is not up, so start-up retries with backoff
 inside a time budget; every send is bounded by a timeout because aiokafka can wait forever
 while the broker is down.
@@ -43,6 +46,9 @@ log = logging.getLogger("qas.bus.kafka")
 # Closing a client (leave the group, flush) waits for the broker at most this long: a stop must
 # not wait on a broker that is away.
 CLOSE_SECONDS = 3.0
+# A stop commits what was handled first, waiting at most this long: with the close, still well
+# inside the services' stop grace (app/runtime.py STOP_GRACE_SECONDS).
+FLUSH_ON_STOP_SECONDS = 1.0
 # Commits refused or timed out in a row before the consumer leaves and rejoins its group.
 REJOIN_AFTER_LOST_COMMITS = 3
 LAG_SECONDS = 0.5  # the most one partition's position may take when lag is read
@@ -303,9 +309,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Our loop commits after every batch, so nothing processed is left uncommitted here;
-        # anything in flight is redelivered to the next owner (at-least-once).
+        # What was handled is committed before the partitions go (bounded), so the next owner
+        # starts after it; anything in flight is redelivered to it (at-least-once).
         log.info("group %s: partitions revoked: %s", self.owner.group, sorted(map(str, revoked)))
+        await self.owner.flush(CLOSE_SECONDS)
         self.owner.assigned.difference_update((tp.topic, tp.partition) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -321,6 +328,9 @@ class KafkaConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned: set[tuple[str, int]] = set()  # since the last take_assigned()
         self._lost_commits = 0  # commits refused or timed out in a row
+        self._pending: dict[TopicPartition, int] = {}  # handled, not yet sent to the broker
+        self._committing: asyncio.Task[None] | None = None
+        self._rejoin_due = False  # set by the commit task, acted on by the consume loop
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -354,7 +364,10 @@ class KafkaConsumer:
         self._consumer = consumer
 
     async def stop(self) -> None:
+        if self._consumer is not None:  # up: ms; away: bounded, the rest is redelivered
+            await self.flush(FLUSH_ON_STOP_SECONDS)
         consumer, self._consumer = self._consumer, None
+        self._pending.clear()
         if consumer is not None:
             # Leaving the group needs the broker; a stop must not wait for one that is away.
             try:
@@ -431,22 +444,53 @@ class KafkaConsumer:
         return out
 
     async def commit(self, records: Sequence[Record]) -> None:
+        """Queue the offsets after ``records`` and return: a task commits the newest queued
+        offsets, one commit at a time. A rejoin the task asked for is done here, in the
+        consume loop, where no fetch is in flight."""
+        if self._rejoin_due:
+            self._rejoin_due = False
+            await self.flush(0)
+            self._pending.clear()  # redelivered to the fresh member
+            await self._rejoin()
+            return
         if self._consumer is None:  # between a failed rejoin and the next fetch: redelivered
             return
-        offsets = {TopicPartition(t, p): o for (t, p), o in commit_offsets(records).items()}
-        if not offsets:
-            return
+        for (t, p), o in commit_offsets(records).items():
+            tp = TopicPartition(t, p)
+            self._pending[tp] = max(o, self._pending.get(tp, o))
+        if self._pending and (self._committing is None or self._committing.done()):
+            self._committing = asyncio.create_task(self._commit_pending())
+
+    async def flush(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for the commit in flight, then commit what is queued."""
+        task = self._committing
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=seconds)
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return
+        if self._pending and self._consumer is not None and seconds > 0:
+            self._committing = asyncio.create_task(self._commit_pending())
+            await asyncio.wait([self._committing], timeout=seconds)
+
+    async def _commit_pending(self) -> None:
         try:
-            await asyncio.wait_for(self._consumer.commit(offsets), self.bus.send_timeout)
+            while self._pending and self._consumer is not None and not self._rejoin_due:
+                offsets, self._pending = self._pending, {}
+                await self._commit_once(self._consumer, offsets)
+        except Exception:  # no one awaits this task: say what went wrong, redeliver
+            log.exception("group %s: commit task failed; records will be redelivered", self.group)
+
+    async def _commit_once(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), self.bus.send_timeout)
         except UnknownTopicOrPartitionError as exc:
             # The topic went away under us (Tansu keeps topics in memory; a cluster rebuild or
             # a deleted topic looks the same): create it again so the group can go on.
             log.warning("group %s: commit failed (%r)", self.group, exc)
             await self._topic_gone()
-            self._lost_commits += 1
-            if self._lost_commits >= REJOIN_AFTER_LOST_COMMITS:
-                await self._rejoin()
-            return
+            self._lost_commit()
         except (TimeoutError, KafkaError) as exc:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
@@ -456,8 +500,11 @@ class KafkaConsumer:
             log.warning(
                 "group %s: commit failed (%r); records will be redelivered", self.group, exc
             )
-            self._lost_commits += 1
-            if self._lost_commits >= REJOIN_AFTER_LOST_COMMITS:
-                await self._rejoin()
-            return
-        self._lost_commits = 0
+            self._lost_commit()
+        else:
+            self._lost_commits = 0
+
+    def _lost_commit(self) -> None:
+        self._lost_commits += 1
+        if self._lost_commits >= REJOIN_AFTER_LOST_COMMITS:
+            self._rejoin_due = True

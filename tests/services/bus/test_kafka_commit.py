@@ -1,0 +1,90 @@
+"""The Kafka consumer's commit runs beside the consume loop: a broker that answers commits
+slowly, or not at all (a restarted Tansu times every one out), must not stop records being
+handled. The aiokafka consumer is replaced by one whose commits are driven by the test."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from services.bus.base import Record
+from services.bus.kafka import REJOIN_AFTER_LOST_COMMITS, KafkaBus, KafkaConsumer
+
+
+class _Commits:
+    """Stands in for AIOKafkaConsumer.commit: records each call, answers when released."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[TopicPartition, int]] = []
+        self.release = asyncio.Event()
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.calls.append(dict(offsets))
+        await self.release.wait()
+
+    async def stop(self) -> None:
+        return None
+
+
+def _consumer(commits: Any, send_timeout: float = 5.0) -> KafkaConsumer:
+    bus = KafkaBus("127.0.0.1:9", send_timeout=send_timeout)  # never started: nothing connects
+    consumer = KafkaConsumer(bus, ["t"], "g")
+    consumer._consumer = commits
+    return consumer
+
+
+async def _sent(commits: _Commits, n: int) -> None:
+    while len(commits.calls) < n:
+        await asyncio.sleep(0.001)
+
+
+def _rec(partition: int, offset: int) -> Record:
+    return Record("t", partition, offset, b"k", b"{}")
+
+
+async def test_commit_returns_while_the_broker_holds_the_commit_and_sends_only_the_newest() -> None:
+    commits = _Commits()
+    consumer = _consumer(commits)
+    async with asyncio.timeout(1):  # each call returns at once, though no commit was answered
+        await consumer.commit([_rec(0, 4)])
+        await _sent(commits, 1)  # the commit task has sent the first offsets
+        await consumer.commit([_rec(0, 9), _rec(1, 2)])
+        await consumer.commit([_rec(0, 12)])
+    assert commits.calls == [{TopicPartition("t", 0): 5}]
+    commits.release.set()
+    async with asyncio.timeout(1):
+        await consumer.flush(1.0)
+    # The two batches queued behind the first went in one commit, newest offset per partition.
+    assert commits.calls[1:] == [{TopicPartition("t", 0): 13, TopicPartition("t", 1): 3}]
+
+
+async def test_timed_out_commits_lead_to_a_rejoin_from_the_consume_loop() -> None:
+    commits = _Commits()  # never released: every commit times out
+    consumer = _consumer(commits, send_timeout=0.01)
+    rejoined: list[int] = []
+
+    async def rejoin() -> None:
+        rejoined.append(consumer._lost_commits)
+
+    consumer._rejoin = rejoin  # type: ignore[method-assign]
+    offset = 0
+    async with asyncio.timeout(5):
+        while not rejoined:
+            offset += 1
+            await consumer.commit([_rec(0, offset)])
+            await asyncio.sleep(0.005)
+    assert len(commits.calls) == REJOIN_AFTER_LOST_COMMITS
+    assert rejoined == [REJOIN_AFTER_LOST_COMMITS]
+
+
+async def test_flush_is_bounded_when_the_broker_never_answers() -> None:
+    commits = _Commits()
+    consumer = _consumer(commits)
+    await consumer.commit([_rec(0, 1)])
+    async with asyncio.timeout(1):
+        await _sent(commits, 1)
+    async with asyncio.timeout(2):  # bounded by the flush, not by the 5 s commit limit
+        await consumer.flush(0.05)
+    assert consumer._committing is not None and consumer._committing.done()

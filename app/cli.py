@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from app.options import OptionError, add_log_level, add_options, add_version, de
 from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
 from services.bus.security import SecurityConfigError
-from shared.config import Settings
+from shared.config import Settings, SettingsError, settings_from_toml
 from shared.signing import KeyFileError
 
 EXIT_USAGE = 2
@@ -69,12 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> Options:
     """The runtime options from parsed arguments; what a command lacks keeps its default."""
-    given = {k: v for k, v in vars(args).items() if k in Options.__dataclass_fields__}
+    # --settings names a file; Options.settings holds what it says (_settings below).
+    given = {k: v for k, v in vars(args).items()
+             if k in Options.__dataclass_fields__ and k != "settings"}  # fmt: skip
     if getattr(args, "no_metrics", False):
         given["metrics_port"] = None
-    settings = Settings(sensor_interval_seconds=getattr(args, "sensor_interval", None)
-                        or default("sensor_interval"))  # fmt: skip
-    return Options(settings=settings, **given)
+    return Options(settings=_settings(args), **given)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from --settings (if given), with --sensor-interval over the file's value when
+    the flag (or its variable) says something other than the default."""
+    settings, in_file = Settings(), False
+    path: Path | None = getattr(args, "settings", None)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--settings {path}: cannot read it ({exc})") from None
+        try:
+            settings = settings_from_toml(text)
+        except SettingsError as exc:
+            raise CliError(f"--settings {path}: {exc}") from None
+        in_file = settings.sensor_interval_seconds != Settings().sensor_interval_seconds
+    interval = getattr(args, "sensor_interval", None)
+    if interval is not None and (not in_file or interval != default("sensor_interval")):
+        settings = msgspec.structs.replace(settings, sensor_interval_seconds=interval)
+    return settings
 
 
 def _cmd_run(args: argparse.Namespace, which: tuple[str, ...]) -> int:

@@ -164,6 +164,10 @@ OPTIONS: tuple[Opt, ...] = (
         SERVICES, partitions, 3, "QAS_PARTITIONS", metavar="N"),
     Opt("--sensor-interval", "seconds between sensor readings",
         (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
+    Opt("--settings", "TOML file of tuning constants (sections [decision], [applier], [scores], "
+        "[thermal] and top-level keys, named as in shared/config.py; what it leaves out keeps "
+        "its default; an unknown key is an error); --sensor-interval, when given, wins over it",
+        (*SERVICES, *REPLAYING, *TOP), Path, None, "QAS_SETTINGS", metavar="TOML"),
     Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",
         (*SERVICES, *TOP), positive_float, None, "QAS_DURATION", metavar="SECONDS"),
     Opt("--json", "print one JSON object per line on stdout for every decision and apply "

@@ -5,8 +5,10 @@ Nothing here reads the environment; the CLI does that and passes values in.
 
 from __future__ import annotations
 
-from typing import Annotated
+import tomllib
+from typing import Annotated, Any
 
+import msgspec
 from msgspec import Meta, Struct, field
 
 from shared.topics import Topics
@@ -131,3 +133,32 @@ class Settings(Struct, frozen=True, kw_only=True):
     # the rest are folded into sensor="other".
     max_sensor_series_per_host: Annotated[int, Meta(ge=1)] = 64
     inventory_interval_seconds: Positive = 10.0
+
+
+class SettingsError(ValueError):
+    """A settings file that does not describe Settings: one line naming the key."""
+
+
+def settings_from_toml(text: str) -> Settings:
+    """Settings from TOML text; what it leaves out keeps its default. Sections are the nested
+    structs (``[decision]``, ``[applier]``, ...). An unknown key is an error, not ignored: a
+    misspelt ``scale_down_windw_seconds`` must not silently leave the default in force."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"not TOML: {exc}") from None
+    _known_keys(data, Settings, "")
+    try:
+        return msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _known_keys(data: dict[str, Any], kind: type[Struct], where: str) -> None:
+    fields = {f.name: f.type for f in msgspec.structs.fields(kind)}
+    for key, value in data.items():
+        if key not in fields:
+            raise SettingsError(f"unknown setting '{where}{key}' (known here: {', '.join(fields)})")
+        inner = fields[key]
+        if isinstance(value, dict) and isinstance(inner, type) and issubclass(inner, Struct):
+            _known_keys(value, inner, f"{where}{key}.")

@@ -77,6 +77,8 @@ def test_environment_variables_configure_and_flags_win() -> None:
         (["observer"], {}, "--bootstrap-servers"),
         (["run"], {"QAS_DURATION": "soon"}, "QAS_DURATION"),
         (["decide", "--entropy", "1.5", "--profit", "0.2"], {}, "must be in [0, 1]"),
+        (["run", "--settings", "/nonexistent.toml"], {}, "cannot read it"),
+        (["run"], {"QAS_SETTINGS": str(ROOT / "README.md")}, "--settings"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -157,3 +159,17 @@ def test_decide_explains_itself() -> None:
     d = json.loads(r.stdout)
     assert d["type"] == "decision" and 1.3 <= d["scaling_factor"] <= 1.8
     assert "profit_harmonic" in d["triggers"] and d["reasons"]
+
+
+def test_settings_file_reaches_the_services_and_the_interval_flag_wins(tmp_path: Path) -> None:
+    from app.cli import _options, build_parser
+
+    f = tmp_path / "qas.toml"
+    f.write_text("sensor_interval_seconds = 3.0\n[decision]\nscale_down_window_seconds = 5.0\n")
+    opts = _options(build_parser().parse_args(["decider", "--bootstrap-servers", "h:1",
+                                               "--settings", str(f)]))  # fmt: skip
+    assert opts.settings.decision.scale_down_window_seconds == 5.0
+    assert opts.settings.sensor_interval_seconds == 3.0
+    opts = _options(build_parser().parse_args(["run", "--settings", str(f),
+                                               "--sensor-interval", "0.5"]))  # fmt: skip
+    assert (opts.settings.sensor_interval_seconds, opts.settings.decision.scale_down_window_seconds) == (0.5, 5.0)

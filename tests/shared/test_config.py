@@ -79,3 +79,35 @@ def test_invalid_values_are_rejected_on_decode(kind: type, doc: bytes) -> None:
 def test_constants_are_frozen() -> None:
     with pytest.raises(AttributeError):
         DecisionConstants().hot_threshold = 0.1  # type: ignore[misc]
+
+
+def test_settings_from_toml_sets_what_it_names_and_keeps_every_other_default() -> None:
+    from shared.config import settings_from_toml
+
+    s = settings_from_toml(
+        "sensor_interval_seconds = 2.5\n[decision]\nscale_down_window_seconds = 5.0\n"
+        "[applier]\nmax_apply_after_seconds = 10\n"
+    )
+    assert s.sensor_interval_seconds == 2.5
+    assert s.decision.scale_down_window_seconds == 5.0
+    assert s.applier.max_apply_after_seconds == 10.0
+    assert s.decision.tolerance == DecisionConstants().tolerance
+    assert s.scores == ScoreConstants() and s.topics == Topics()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[decision]\nscale_down_windw_seconds = 5\n", "unknown setting 'decision.scale_down_windw_seconds'"),
+        ("sensor_intervl = 1\n", "unknown setting 'sensor_intervl'"),
+        ("[decision]\nscale_down_window_seconds = -1\n", "$.decision.scale_down_window_seconds"),
+        ("[applier\n", "not TOML"),
+        ("topics = 3\n", "$.topics"),
+    ],
+)
+def test_settings_from_toml_refuses_what_is_not_settings(text: str, needle: str) -> None:
+    from shared.config import SettingsError, settings_from_toml
+
+    with pytest.raises(SettingsError) as err:
+        settings_from_toml(text)
+    assert needle in str(err.value)

@@ -79,19 +79,36 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def publish_retrying(
-    bus: Bus, topic: str, key: str, value: bytes, stop: asyncio.Event, what: str = ""
-) -> None:
-    """Publish, retrying with backoff while the broker is away; gives up only on stop."""
+    bus: Bus,
+    topic: str,
+    key: str,
+    value: bytes,
+    stop: asyncio.Event,
+    what: str = "",
+    *,
+    within: float | None = None,
+) -> bool:
+    """Publish, retrying with backoff while the broker is away. Gives up on stop (raising the
+    last BusError) or, with ``within``, once that many seconds have passed (returning False:
+    a record that is worthless by then, such as a decision past the applier's age limit)."""
     delay = 0.2
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
     while True:
         try:
             await bus.publish(topic, key, value)
-            return
+            return True
         except BusError as exc:
             if stop.is_set():
                 raise
-            log.warning("publish %s to %s failed (%s); retrying in %.1f s", what, topic, exc, delay)
-            await _pause(stop, delay)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                log.warning("publish %s to %s failed (%s); given up after %g s",
+                            what, topic, exc, within)  # fmt: skip
+                return False
+            wait = delay if left is None else min(delay, left)
+            log.warning("publish %s to %s failed (%s); retrying in %.1f s", what, topic, exc, wait)
+            await _pause(stop, wait)
             delay = min(MAX_BACKOFF_SECONDS, delay * 2)
 
 

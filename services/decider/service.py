@@ -197,20 +197,51 @@ class DeciderService(ConsumingService):
             # committed, so its inputs are decided again after a restart.
             for decision, _ in made:
                 self.on_decision(decision)
+        # A decision past the applier's age limit would be refused: retry it only that long,
+        # so a broker refusing one partition cannot hold the loop (and every host) for longer.
+        within = self.settings.applier.max_decision_age_seconds
         if len(made) == 1:
-            await publish_retrying(self.bus, topic, made[0][0].host_id, made[0][1], self._stop,
-                                   "decision")  # fmt: skip
+            ok = [await publish_retrying(self.bus, topic, made[0][0].host_id, made[0][1],
+                                         self._stop, "decision", within=within)]  # fmt: skip
         elif made:
             try:
                 async with asyncio.TaskGroup() as tg:
-                    for d, raw in made:
-                        job = publish_retrying(self.bus, topic, d.host_id, raw, self._stop, "decision")
-                        tg.create_task(job)
+                    jobs = [
+                        tg.create_task(publish_retrying(self.bus, topic, d.host_id, raw,
+                                                        self._stop, "decision", within=within))
+                        for d, raw in made
+                    ]  # fmt: skip
             except BaseExceptionGroup as group:
                 raise group.exceptions[0] from None
+            ok = [job.result() for job in jobs]
+        else:
+            ok = []
+        for (decision, _), published in zip(made, ok, strict=True):
+            if not published:
+                self._unpublished(decision)
+        made = [m for m, published in zip(made, ok, strict=True) if published]
         for decision, _ in made:
             self.stats["decisions"] += 1
             self.metrics.observe_decision(decision)
+
+    def _unpublished(self, decision: ScalingDecision) -> None:
+        """``decision`` never reached the bus: the stabiliser goes back to what was published
+        (keeping the sequence, which may have reached the broker), so the change is decided
+        again, and the host is decided at the end of the next batch."""
+        self.stats["decisions_unpublished"] += 1
+        state = self.hosts.get(decision.host_id)
+        if state is None:
+            return
+        before = decision.prior
+        state.prior = msgspec.structs.replace(
+            state.prior,
+            scaling_factor=before.scaling_factor,
+            precision_bits=before.precision_bits,
+            decided_at=before.decided_at,
+        )
+        if decision.inputs.hardware_changed:
+            state.pending_change = True
+        self._dirty[decision.host_id] = None
 
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
         self.metrics.observe_input(snap.host_id, "hardware")

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from app.malloc import pin_malloc_thresholds
 from app.options import OptionError, add_log_level, add_options, add_version, default
 from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
@@ -101,6 +102,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_run(args: argparse.Namespace, which: tuple[str, ...]) -> int:
     opts = _options(args)
+    pin_malloc_thresholds()  # a long-running service: large records must not ratchet RSS up
     sink = JsonLines() if opts.json else None
     stats = asyncio.run(run_services(opts, which, sink=sink))
     logging.getLogger("qas").info("stopped cleanly: %s", json.dumps(stats, sort_keys=True))

@@ -313,10 +313,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # starts after it; anything in flight is redelivered to it (at-least-once).
         log.info("group %s: partitions revoked: %s", self.owner.group, sorted(map(str, revoked)))
         await self.owner.flush(CLOSE_SECONDS)
-        self.owner.assigned.difference_update((tp.topic, tp.partition) for tp in revoked)
+        self.owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("group %s: partitions assigned: %s", self.owner.group, sorted(map(str, assigned)))
+        self.owner.resume_at(assigned)
         self.owner.assigned.update((tp.topic, tp.partition) for tp in assigned)
 
 
@@ -331,6 +332,11 @@ class KafkaConsumer:
         self._pending: dict[TopicPartition, int] = {}  # handled, not yet sent to the broker
         self._committing: asyncio.Task[None] | None = None
         self._rejoin_due = False  # set by the commit task, acted on by the consume loop
+        # Where a rejoin goes on from: the offsets after what this member handled. The broker
+        # forgot the group's offsets (that is why we rejoin); without these the fresh member
+        # would reset to the earliest offset and handle everything since the restart again.
+        self._handled: dict[TopicPartition, int] = {}
+        self._resume: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -384,6 +390,7 @@ class KafkaConsumer:
         log.warning("group %s: %d commits refused in a row; joining the group again",
                     self.group, self._lost_commits)  # fmt: skip
         self._lost_commits = 0
+        self._resume = dict(self._handled)
         await self.stop()
         try:
             await self.start()
@@ -418,6 +425,22 @@ class KafkaConsumer:
             for msgs in batches.values()
             for m in msgs
         ]
+
+    def revoked(self, revoked: set[TopicPartition]) -> None:
+        self.assigned.difference_update((tp.topic, tp.partition) for tp in revoked)
+        for tp in revoked:  # another member goes on from the group's offsets, not ours
+            self._handled.pop(tp, None)
+
+    def resume_at(self, assigned: set[TopicPartition]) -> None:
+        """After a rejoin, go on where this member left off on the partitions it gets back."""
+        consumer, resume, self._resume = self._consumer, self._resume, {}
+        if consumer is None:
+            return
+        for tp in assigned & resume.keys():
+            consumer.seek(tp, resume[tp])
+        if resume:
+            log.info("group %s: rejoined; going on from the handled offsets of %d partition(s)",
+                     self.group, len(assigned & resume.keys()))  # fmt: skip
 
     def take_assigned(self) -> set[tuple[str, int]]:
         taken, self.assigned = self.assigned, set()
@@ -457,7 +480,9 @@ class KafkaConsumer:
             return
         for (t, p), o in commit_offsets(records).items():
             tp = TopicPartition(t, p)
-            self._pending[tp] = max(o, self._pending.get(tp, o))
+            # The newest batch wins, not the highest offset: a topic created again (a broker
+            # that lost it) starts its offsets from 0.
+            self._pending[tp] = self._handled[tp] = o
         if self._pending and (self._committing is None or self._committing.done()):
             self._committing = asyncio.create_task(self._commit_pending())
 

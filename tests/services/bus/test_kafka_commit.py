@@ -19,6 +19,7 @@ class _Commits:
     def __init__(self) -> None:
         self.calls: list[dict[TopicPartition, int]] = []
         self.release = asyncio.Event()
+        self.seeks: dict[TopicPartition, int] = {}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.calls.append(dict(offsets))
@@ -26,6 +27,9 @@ class _Commits:
 
     async def stop(self) -> None:
         return None
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks[tp] = offset
 
 
 def _consumer(commits: Any, send_timeout: float = 5.0) -> KafkaConsumer:
@@ -88,3 +92,29 @@ async def test_flush_is_bounded_when_the_broker_never_answers() -> None:
     async with asyncio.timeout(2):  # bounded by the flush, not by the 5 s commit limit
         await consumer.flush(0.05)
     assert consumer._committing is not None and consumer._committing.done()
+
+
+async def test_a_rejoin_goes_on_from_the_handled_offsets_not_the_earliest() -> None:
+    commits = _Commits()
+    commits.release.set()
+    consumer = _consumer(commits)
+    stops: list[int] = []
+
+    async def start() -> None:  # the fresh member: the same stand-in, joined again
+        consumer._consumer = commits
+
+    async def stop() -> None:
+        stops.append(1)
+        consumer._consumer = None
+
+    consumer.start = start  # type: ignore[method-assign]
+    consumer.stop = stop  # type: ignore[method-assign]
+    await consumer.commit([_rec(0, 4), _rec(1, 7)])
+    await consumer.commit([_rec(0, 9)])
+    consumer.revoked({TopicPartition("t", 1)})  # lost in a rebalance: the group's offset counts
+    await consumer._rejoin()
+    assert stops == [1]
+    consumer.resume_at({TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)})
+    assert commits.seeks == {TopicPartition("t", 0): 10}
+    consumer.resume_at({TopicPartition("t", 0)})  # a later, ordinary rebalance: no seek
+    assert commits.seeks == {TopicPartition("t", 0): 10} and len(commits.seeks) == 1

@@ -31,6 +31,7 @@ MAX_BACKOFF_SECONDS = 5.0
 # must never stop its partition (the batch is committed past it).
 DEAD_LETTER_TRIES = 5
 FIRST_BACKOFF_SECONDS = 0.2
+LAG_REFRESH_SECONDS = 1.0  # consumer lag for /metrics is read at most this often
 MAX_KEY_BYTES = 1024
 # Called with the (topic, partition)s newly assigned to this consumer.
 OnAssigned = Callable[[set[tuple[str, int]]], Awaitable[None]]
@@ -223,21 +224,25 @@ async def consume(
     held: Held | None = None,
 ) -> None:
     """Run until ``stop`` is set; the caller starts and stops the consumer. ``lag`` is
-    refreshed after every poll (records behind per topic and partition, for /metrics).
+    refreshed after a poll at most every LAG_REFRESH_SECONDS (records behind per topic and
+    partition, for /metrics, scraped every 15 s: asking after every poll cost a position
+    look-up per partition on the hot path).
     ``on_handled`` runs after every record of a batch was handled and before its commit (work
     a service does once per batch); only a BusError may leave it (the batch is redelivered).
     ``held`` names records still being worked on: nothing from them on is committed yet.
     ``on_assigned`` sees every newly assigned partition before any of its records is handled
     (a start, a restart, a takeover); it must not raise: the batch in hand is not re-fetched."""
     delay = 0.2
+    loop, lag_due = asyncio.get_running_loop(), 0.0
     while not stop.is_set():
         try:
             records = await consumer.getmany(sub.poll_seconds, sub.max_records)
             assigned = consumer.take_assigned()
             if assigned and on_assigned is not None:
                 await on_assigned(assigned)
-            if lag is not None:
+            if lag is not None and loop.time() >= lag_due:
                 lag.update(await consumer.lag())
+                lag_due = loop.time() + LAG_REFRESH_SECONDS
             for record in records:
                 route = routes.get(record.topic)
                 if route is not None:

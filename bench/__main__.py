@@ -13,7 +13,7 @@ import sys
 import time
 
 NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
-SLOW = ["soak", "fleet"]  # run only when named: minutes long, with broker faults or kills
+SLOW = ["soak", "fleet", "broker"]  # run only when named: minutes long, broker faults, kills, limits
 
 
 def main() -> int:
@@ -26,8 +26,11 @@ def main() -> int:
     p.add_argument("names", nargs="*", choices=[*NAMES, *SLOW, []], help="which (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer iterations (for CI smoke runs)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per row on stdout (pipeline, scale), and nothing else")  # fmt: skip
+                   help="one JSON object per row on stdout (pipeline, scale, fleet, soak), and nothing else")  # fmt: skip
     p.add_argument("--minutes", type=float, default=10.0, help="soak: how long (default 10)")
+    p.add_argument("--market-batch", type=int, default=20, metavar="N",
+                   help="soak: market events per produce request (default 20; 1 shows Tansu's "
+                   "slowdown with many small batches)")  # fmt: skip
     args = p.parse_args()
     for name in args.names or NAMES:
         try:
@@ -36,17 +39,15 @@ def main() -> int:
             continue
         started = time.perf_counter()
         takes_json = "json_out" in inspect.signature(mod.main).parameters
+        extra = {"minutes": args.minutes, "market_batch": args.market_batch} if name == "soak" else {}
         if args.json:
             if takes_json:
-                mod.main(quick=args.quick, json_out=True)
+                mod.main(quick=args.quick, json_out=True, **extra)
             else:
                 print(f"bench {name}: no --json output", file=sys.stderr)
             continue
         print(f"\n== {name}: {mod.__doc__.strip().splitlines()[0]}", flush=True)
-        if name == "soak":
-            mod.main(quick=args.quick, minutes=args.minutes)
-        else:
-            mod.main(quick=args.quick)
+        mod.main(quick=args.quick, **extra)
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
     return 0
 

@@ -46,3 +46,38 @@ def test_the_pipeline_reader_reads_what_a_full_decode_reads() -> None:
     applied = ApplyResult(event_time=2.0, host_id="h", decision_id="d-1", decision_event_time=1.0,
                           status="applied")  # fmt: skip
     assert pipeline._value("applied", encode(applied)) == 0.5
+
+
+def test_soak_verdicts_compare_the_gap_with_the_longest_outage_and_the_slope_with_5() -> None:
+    from bench import soak
+
+    row = {"outage_pause_s": 10.0, "outage_restart_s": 4.0, "longest_gap_s": 39.9,
+           "rss_slope_mb_per_h": 4.9}  # fmt: skip
+    assert [(v["limit"], v["met"]) for v in soak.verdicts(row)] == [(40.0, True), (5.0, True)]
+    row |= {"longest_gap_s": 40.1, "rss_slope_mb_per_h": 5.0}
+    assert [v["met"] for v in soak.verdicts(row)] == [False, False]
+
+
+def test_soak_gap_counts_a_silent_tail_and_the_slope_is_per_hour() -> None:
+    from bench import soak
+
+    assert soak.longest_gap([10.0, 12.0, 15.0], 0.0, 50.0) == (35.0, 15.0)
+    assert soak.longest_gap([], 0.0, 50.0) == (50.0, 0.0)
+    assert abs(soak.slope_per_hour([(0.0, 100.0), (1800.0, 101.0), (3600.0, 102.0)]) - 2.0) < 1e-9
+    assert soak.entropy_at(0.0) == 0.6 and abs(soak.entropy_at(soak.RAMP_S / 2) - 0.8) < 1e-9
+
+
+def test_soak_reads_the_longest_run_of_refused_decisions_from_the_decider_log() -> None:
+    from bench import soak
+
+    line = "2026-11-25 09:57:{} level=WARNING logger=qas.consume publish decision to qas.decisions failed (x)\n"
+    text = "".join(line.format(t) for t in ("10,000", "12,500", "30,000", "31,000"))
+    text += "2026-11-25 09:57:32,000 level=WARNING logger=qas.consume publish event to market.x failed\n"
+    assert soak.longest_refusal(text) == 2.5  # 12.5 - 10.0; 30 s is 17.5 s later: a new run
+    assert soak.longest_refusal("") == 0.0
+
+
+def test_soak_json_has_no_nan() -> None:
+    from bench import soak
+
+    assert soak._no_nan({"a": float("nan"), "b": 1.5, "c": "x"}) == {"a": None, "b": 1.5, "c": "x"}

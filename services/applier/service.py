@@ -229,13 +229,24 @@ class ApplierService(ConsumingService):
 
     async def _answer(self, d: ScalingDecision, result: ApplyResult) -> None:
         self.results[d.decision_id] = result
-        while len(self.results) > SEEN_IDS:
-            self.results.popitem(last=False)
+        self._forget_results(d.event_time if self.event_clock else self.clock())
         self.stats[result.status] += 1
         self.metrics.observe_apply(result)
         if self.pool is not None:
             self.metrics.observe_pool(self.pool)
         await self._publish(result)
+
+    def _forget_results(self, now: float) -> None:
+        """Bound the answers kept for redeliveries. By count, and by age: a redelivered
+        decision older than the event-time window is refused as stale before its answer is
+        looked up, so an answer older than the window serves nothing (without this, the
+        cache filled to SEEN_IDS and the resident size crept up for hours)."""
+        horizon = now - self.settings.applier.max_decision_age_seconds - 1.0
+        while self.results and (
+            len(self.results) > SEEN_IDS
+            or next(iter(self.results.values())).decision_event_time < horizon
+        ):
+            self.results.popitem(last=False)
 
     def held(self) -> Mapping[tuple[str, int], int]:
         """The records of decisions still waiting out their jitter: not committed, so an
@@ -346,8 +357,7 @@ class ApplierService(ConsumingService):
             if result.status == "applied":
                 last = self.last_applied_time.get(result.host_id, 0.0)
                 self.last_applied_time[result.host_id] = max(last, result.decision_event_time)
-        while len(self.results) > SEEN_IDS:
-            self.results.popitem(last=False)
+        self._forget_results(self.clock())
         log.info("read back %d earlier apply result(s) of host %.80r", known, self.host_id)
 
     async def on_start(self) -> None:

@@ -320,3 +320,20 @@ def test_a_reading_with_too_many_sensors_is_invalid() -> None:
         decode(msgspec.json.encode({**msgspec.to_builtins(sensors()),
                                     "temperatures": [{"sensor": "x" * 200, "celsius": 1.0}]}),
                SensorReading)  # fmt: skip
+
+
+async def test_answers_are_kept_only_while_a_redelivery_could_still_be_taken() -> None:
+    now = [time.time()]
+    svc = ApplierService(MemoryBus(), S, "h", clock=lambda: now[0])
+    first = decision(now=now[0])
+    results = await run_applier(svc, svc.bus, [(S.topics.decisions, encode(first))], 1)  # type: ignore[arg-type]
+    assert results[0].status == "applied" and first.decision_id in svc.results
+    # Past the event-time window a redelivery is refused as stale before its answer is looked
+    # up: the answer is dropped at the next one, instead of filling the cache to SEEN_IDS.
+    now[0] += S.applier.max_decision_age_seconds + 2
+    later = msgspec.structs.replace(decision(now=now[0]), decision_id="later", sequence=2)
+    again = await run_applier(svc, svc.bus, [(S.topics.decisions, encode(later)),  # type: ignore[arg-type]
+                                             (S.topics.decisions, encode(first))], 3)  # fmt: skip
+    assert list(svc.results) == ["later"]
+    assert [r.status for r in again[1:]] == ["applied", "rejected"]
+    assert again[2].reason.startswith("stale:")

@@ -394,6 +394,10 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
             "rss_after_warm_up_mb": round(warm[0][1], 1) if warm else float("nan"),
             "rss_end_mb": round(rss[-1][1], 1) if rss else float("nan"),
             "rss_slope_mb_per_h": round(slope_per_hour(warm), 2),
+            # Between the warm-up and the broker restart (the pause and poison records inside,
+            # the restart's recovery step outside): what a leak would show between faults.
+            "rss_slope_before_restart_mb_per_h": round(slope_per_hour(
+                [x for x in rss if WARM_UP_SHARE * total <= x[0] < restart_el]), 2),
             "rss_slope_by_service_mb_per_h": {
                 n: round(slope_per_hour([x for x in v if x[0] >= WARM_UP_SHARE * total]), 2)
                 for n, v in rss_each.items()

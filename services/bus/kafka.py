@@ -430,6 +430,7 @@ class KafkaConsumer:
         self.assigned.difference_update((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:  # another member goes on from the group's offsets, not ours
             self._handled.pop(tp, None)
+            self._pending.pop(tp, None)  # not ours to commit any more (the flush had its go)
 
     def resume_at(self, assigned: set[TopicPartition]) -> None:
         """After a rejoin, go on where this member left off on the partitions it gets back."""

@@ -111,10 +111,20 @@ async def test_a_rejoin_goes_on_from_the_handled_offsets_not_the_earliest() -> N
     consumer.stop = stop  # type: ignore[method-assign]
     await consumer.commit([_rec(0, 4), _rec(1, 7)])
     await consumer.commit([_rec(0, 9)])
+    await consumer.flush(1.0)
+    commits.release.clear()
+    sent = len(commits.calls)
+    await consumer.commit([_rec(0, 11)])  # sent; the broker does not answer yet
+    async with asyncio.timeout(1):
+        await _sent(commits, sent + 1)
+    await consumer.commit([_rec(1, 8)])  # queued behind it
+    assert consumer._pending == {TopicPartition("t", 1): 9}
     consumer.revoked({TopicPartition("t", 1)})  # lost in a rebalance: the group's offset counts
+    assert consumer._pending == {}  # not ours to commit any more
+    commits.release.set()
     await consumer._rejoin()
     assert stops == [1]
     consumer.resume_at({TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)})
-    assert commits.seeks == {TopicPartition("t", 0): 10}
+    assert commits.seeks == {TopicPartition("t", 0): 12}
     consumer.resume_at({TopicPartition("t", 0)})  # a later, ordinary rebalance: no seek
-    assert commits.seeks == {TopicPartition("t", 0): 10} and len(commits.seeks) == 1
+    assert commits.seeks == {TopicPartition("t", 0): 12}

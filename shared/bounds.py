@@ -1,7 +1,8 @@
 """Bounds on untrusted bytes from the bus, checked before any decoder sees them.
 
 msgspec decodes a record in C, but it raises ``RecursionError`` on deep nesting (even inside an
-unknown field it would skip) and ``UnicodeDecodeError`` on invalid UTF-8 inside a string; and a
+unknown field it would skip) and, before 0.23, ``UnicodeDecodeError`` on invalid UTF-8 inside a
+string (shared/messages.py ``decode`` turns either into InvalidMessage); and a
 record's size bounds every string in it. So a record is refused here, with a reason, when it is
 larger than ``max_bytes`` or nested deeper than ``max_depth``; ``dead_letter_payload`` keeps a
 dead letter of any record under the broker's request limit.

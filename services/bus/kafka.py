@@ -51,6 +51,8 @@ CLOSE_SECONDS = 3.0
 FLUSH_ON_STOP_SECONDS = 1.0
 # Commits refused or timed out in a row before the consumer leaves and rejoins its group.
 REJOIN_AFTER_LOST_COMMITS = 3
+# Sends refused with UNKNOWN_SERVER_ERROR tried again at once, at most this many times (see publish).
+TAKEN_OFFSET_TRIES = 64
 LAG_SECONDS = 0.5  # the most one partition's position may take when lag is read
 
 _NOT_UP = (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError, OSError)
@@ -231,16 +233,37 @@ class KafkaBus:
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         if self._producer is None:
             raise BusError("publish before start")
-        try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(topic, value, key=key.encode()), self.send_timeout
-            )
-        except TimeoutError:
-            self._connected = False
-            raise BusError(f"send to {topic} timed out after {self.send_timeout:g} s") from None
-        except KafkaError as exc:
-            self._connected = False
-            raise BusError(f"send to {topic} failed: {exc}") from None
+        deadline = time.monotonic() + self.send_timeout
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await asyncio.wait_for(
+                    self._producer.send_and_wait(topic, value, key=key.encode()),
+                    max(0.0, deadline - time.monotonic()),
+                )
+                break
+            except TimeoutError:
+                self._connected = False
+                raise BusError(
+                    f"send to {topic} timed out after {self.send_timeout:g} s"
+                ) from None
+            except UnknownError as exc:
+                # UNKNOWN_SERVER_ERROR: on Tansu 0.6, an offset already taken. A restarted Tansu
+                # stores produces to topics it no longer knows, and creating them again starts
+                # their offsets at 0, so it refuses each later produce there ("AlreadyExists" in
+                # its log) until as many have been tried as it had stored. A refused try moves it
+                # one offset on, so trying again at once gets through: waiting seconds between
+                # tries kept the soak's decider refused for 51 to 86 s after a restart.
+                if tries < TAKEN_OFFSET_TRIES and time.monotonic() < deadline:
+                    continue
+                self._connected = False
+                raise BusError(f"send to {topic} failed {tries} times: {exc}") from None
+            except KafkaError as exc:
+                self._connected = False
+                raise BusError(f"send to {topic} failed: {exc}") from None
+        if tries > 1:
+            log.warning("send to %s taken at try %d (the broker refused the others)", topic, tries)
         self._connected = True
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:

@@ -170,8 +170,8 @@ OPTIONS: tuple[Opt, ...] = (
         (*SERVICES, *REPLAYING, *TOP), Path, None, "QAS_SETTINGS", metavar="TOML"),
     Opt("--duration", "stop after this long (default: run until Ctrl-C/SIGTERM)",
         (*SERVICES, *TOP), positive_float, None, "QAS_DURATION", metavar="SECONDS"),
-    Opt("--json", "print one JSON object per line on stdout for every decision and apply "
-        "result (field 'type': 'decision' or 'applied')",
+    Opt("--json", "print one JSON object per line on stdout for every decision (once it is "
+        "published) and apply result (field 'type': 'decision' or 'applied')",
         (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
     # Security: signed decisions (shared/signing.py) and the broker connection
     # (services/bus/security.py). The SASL password has no flag, so it never shows in `ps`.

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,7 +181,7 @@ def make_enactors(opts: Options, pool: TieredPool) -> list[Enactor]:
 
 
 class JsonLines:
-    """--json: one object per line on stdout for every decision and apply result."""
+    """--json: one object per line on stdout for every decision published and apply result."""
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
@@ -290,19 +290,6 @@ async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
     stop.set()
 
 
-def _both(
-    first: Callable[[ScalingDecision], None] | None, then: Callable[[ScalingDecision], None]
-) -> Callable[[ScalingDecision], None]:
-    if first is None:
-        return then
-
-    def call(d: ScalingDecision) -> None:
-        first(d)
-        then(d)
-
-    return call
-
-
 async def run_services(
     opts: Options,
     which: tuple[str, ...] = ("observer", "decider", "applier"),
@@ -330,15 +317,14 @@ async def run_services(
             services["decider"] = DeciderService(bus, opts.settings, host, signer=keys,
                                                  metrics=decider_metrics)  # fmt: skip
             if sink:
-                services["decider"].on_decision = sink.decision
+                services["decider"].on_published = sink.decision
         if "applier" in which:
             pool = TieredPool(budget_bytes=64 << 20)
             kind = InProcessApplier if "decider" in which else ApplierService
             applier = kind(bus, opts.settings, host, metrics=metrics, pool=pool,
                            enactors=make_enactors(opts, pool), verifier=keys)  # fmt: skip
             if isinstance(applier, InProcessApplier):
-                services["decider"].on_decision = _both(services["decider"].on_decision,
-                                                        applier.hand)  # fmt: skip
+                services["decider"].on_decision = applier.hand
             if sink:
                 applier.on_result = sink.applied
             services["applier"] = applier

@@ -59,7 +59,11 @@ class DeciderService(ConsumingService):
         # Least recently seen first; capped by Settings.max_tracked_hosts.
         self.hosts: OrderedDict[str, HostState] = OrderedDict()
         self.top_bits = platform_top_bits()
+        # Called with each decision as it is made, before it is published (qas run's
+        # in-process applier), and with each once it is on the bus (the --json output: a
+        # decision printed is one a consumer can read, even if this process is killed next).
         self.on_decision: Callable[[ScalingDecision], None] | None = None
+        self.on_published: Callable[[ScalingDecision], None] | None = None
         # Replays decide at the time of the input being replayed, not at the wall clock.
         self.event_clock = event_clock
         self._event_time = 0.0
@@ -223,6 +227,8 @@ class DeciderService(ConsumingService):
         for decision, _ in made:
             self.stats["decisions"] += 1
             self.metrics.observe_decision(decision)
+            if self.on_published is not None:
+                self.on_published(decision)
 
     def _unpublished(self, decision: ScalingDecision) -> None:
         """``decision`` never reached the bus: the stabiliser goes back to what was published

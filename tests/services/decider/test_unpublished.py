@@ -37,6 +37,10 @@ async def test_a_decision_the_broker_refuses_is_given_up_and_decided_again() -> 
     bus, now = RefusingBus(), [1000.0]
     d = DeciderService(bus, S, "me", clock=lambda: now[0])
     d._stop = asyncio.Event()
+    made: list[int] = []  # sequence numbers, as made and as published (what --json prints)
+    published: list[int] = []
+    d.on_decision = lambda x: made.append(x.sequence)
+    d.on_published = lambda x: published.append(x.sequence)
     bus.refusing = False
     await d.on_hardware(snapshot(reference_host(), host=HOST, t=now[0]))
     await d.on_handled()
@@ -57,3 +61,5 @@ async def test_a_decision_the_broker_refuses_is_given_up_and_decided_again() -> 
     assert len(after) == len(before) + 1
     assert after[-1].scaling_factor > before[-1].scaling_factor
     assert after[-1].sequence > before[-1].sequence + 1  # the given-up one kept its number
+    assert published == [x.sequence for x in after]  # printed only once on the bus
+    assert len(made) == len(published) + 1  # the given-up one was handed on, not printed

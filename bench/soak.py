@@ -20,12 +20,14 @@ batches (`--market-batch 1` shows it; README "Reliability").
 Faults: the broker paused (SIGSTOP) for 10 s at 25 % of the run, killed and restarted on the
 same port at 55 % (Tansu keeps topics in memory: they are gone and recreated), and a poison
 record on the entropy topic (invalid UTF-8, nesting 5 000 deep or 2 MB, in turn) every minute,
-20 s into it (sent by a client allowed 4 MB requests).
+20 s into it (sent by a client allowed 4 MB requests). A run of 20 minutes or more is cut into
+10-minute cycles, each with its own pause and restart at 25 % and 55 % of it: whether memory
+taken at a fault is taken again at the next one shows in the RSS at each cycle's end.
 
 Prints events in, decisions out (the decider's --json lines, timed as they arrive), dead
 letters (the services' final stats), the longest gap between decisions beside the longest
 outage, and the RSS slope in MB/hour of the three service processes (psutil, summed, sampled
-every second, least squares over the samples after the first fifth of the run). Targets
+every second, least squares over the samples after the first fifth of the first cycle). Targets
 (issue 11): longest gap <= longest outage + 30 s; RSS slope < 5 MB/hour.
 """
 
@@ -68,7 +70,8 @@ POISON_AT_S = 20.0  # seconds into every minute (the faults come at 25 % and 55 
 RAMP_S = 20.0
 SCALE_DOWN_WINDOW_S = 5.0  # the decider's, through --settings (default 30 s)
 MARKET_BATCH = 20  # events per produce request, one request every MARKET_BATCH / RATE s
-WARM_UP_SHARE = 0.2  # the RSS slope is fitted after this share of the run
+WARM_UP_SHARE = 0.2  # the RSS slope is fitted after this share of the first cycle
+CYCLE_MINUTES = 10.0  # a longer run repeats the fault schedule every this many minutes
 GAP_ALLOWANCE_S = 30.0
 RSS_SLOPE_TARGET = 5.0  # MB/hour
 SERVICES = ("observer", "decider", "applier")
@@ -122,6 +125,11 @@ def longest_gap(times: list[float], start: float, end: float) -> tuple[float, fl
     points = [*times, end]
     gap, at = max(((b - a, a) for a, b in itertools.pairwise(points)), default=(0.0, times[0]))
     return gap, at - start
+
+
+def cycles_in(minutes: float) -> int:
+    """How many fault cycles a run of ``minutes`` holds: one up to 20 minutes, then one per 10."""
+    return max(1, int(minutes // CYCLE_MINUTES))
 
 
 def verdicts(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -187,6 +195,9 @@ async def _spawn(
 
 async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, Any]:
     total = minutes * 60
+    cycles = cycles_in(minutes)
+    cycle = total / cycles
+    warm_up = WARM_UP_SHARE * cycle
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # this harness's own client
     s = Settings(sensor_interval_seconds=1.0)
     t = s.topics
@@ -206,7 +217,7 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
     counts: Counter[str] = Counter()
     decided: list[float] = []  # decisions made (the decider's --json lines)
     answered: list[float] = []  # decisions that reached the applier over the broker (its answers)
-    faults_at: dict[str, tuple[float, float]] = {}  # fault -> (began, ended), monotonic
+    faults_at: dict[str, list[tuple[float, float]]] = {"pause": [], "restart": []}  # monotonic
     rss: list[tuple[float, float]] = []
     rss_each: dict[str, list[tuple[float, float]]] = {n: [] for n in SERVICES}
     procs: dict[str, asyncio.subprocess.Process] = {}
@@ -266,8 +277,7 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
                 burst = max(burst + 1, int((time.monotonic() - start) * RATE / market_batch))
 
         async def faults() -> None:
-            paused = restarted = False
-            poisons = 0
+            paused = restarted = poisons = 0
             while time.monotonic() - start < total:
                 await asyncio.sleep(1)
                 el = time.monotonic() - start
@@ -285,21 +295,21 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
                     poisons += 1
                     if await _send_poison(broker.bootstrap, t.entropy, poison):
                         counts["poison_sent"] += 1
-                if not paused and el >= 0.25 * total and broker.proc is not None:
-                    paused = True
+                if paused < cycles and el >= (paused + 0.25) * cycle and broker.proc is not None:
+                    paused += 1
                     began = time.monotonic()
                     broker.proc.send_signal(signal.SIGSTOP)
                     await asyncio.sleep(PAUSE_SECONDS)
                     broker.proc.send_signal(signal.SIGCONT)
-                    faults_at["pause"] = (began, time.monotonic())
-                if not restarted and el >= 0.55 * total and broker.proc is not None:
-                    restarted = True
+                    faults_at["pause"].append((began, time.monotonic()))
+                if restarted < cycles and el >= (restarted + 0.55) * cycle and broker.proc is not None:
+                    restarted += 1
                     began = time.monotonic()
                     broker.proc.kill()
                     await asyncio.to_thread(broker.proc.wait)
                     await asyncio.sleep(RESTART_DOWN_SECONDS)
                     await asyncio.to_thread(broker.start)  # same port: clients reconnect to it
-                    faults_at["restart"] = (began, time.monotonic())
+                    faults_at["restart"].append((began, time.monotonic()))
 
         feeder = asyncio.create_task(feed())
         await faults()
@@ -324,19 +334,20 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
         await asyncio.gather(*readers, return_exceptions=True)
 
         def outage(name: str) -> float:
-            began, ended = faults_at.get(name, (0.0, 0.0))
-            return ended - began
+            return max((ended - began for began, ended in faults_at[name]), default=0.0)
 
         def after(name: str) -> float:
-            if name not in faults_at:
-                return float("nan")
-            ended = faults_at[name][1]
-            return min((x - ended for x in answered if x > ended), default=float("nan"))
+            """The longest wait, over every such fault, for the applier's first answer."""
+            return max(
+                (min((x - ended for x in answered if x > ended), default=float("nan"))
+                 for _, ended in faults_at[name]),
+                default=float("nan"),
+            )  # fmt: skip
 
         def per_min(a: float, b: float) -> float:
             return 60 * sum(a <= x < b for x in decided) / (b - a) if b > a else float("nan")
 
-        restart_at = faults_at.get("restart", (end, end))[0]
+        restart_at = faults_at["restart"][0][0] if faults_at["restart"] else end
         restart_el = restart_at - start
         (logs / "lag.csv").write_text("".join(f"{el:.0f},{n}\n" for el, n in lag))
         # A gap counts decisions that reached the applier: one made but refused by the broker
@@ -349,10 +360,11 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
             for i, (el, total_mb) in enumerate(rss) if all(i < len(v) for v in rss_each.values())
         ))  # fmt: skip
         handled = stats.get("decider", {})
-        warm = [x for x in rss if x[0] >= WARM_UP_SHARE * total]
+        warm = [x for x in rss if x[0] >= warm_up]
         dead = sum(int(v.get("dead_letters", 0)) for v in stats.values())
         out: dict[str, Any] = {
             "minutes": minutes,
+            "fault_cycles": cycles,
             "market_batch": market_batch,
             "scale_down_window_s": SCALE_DOWN_WINDOW_S,
             "events_in": counts["events_in"],
@@ -378,11 +390,9 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
             "dead_letters_dropped": sum(
                 int(v.get("dead_letters_dropped", 0)) for v in stats.values()
             ),
-            "pause_at_s": round(faults_at["pause"][0] - start, 1) if "pause" in faults_at else -1,
+            "pause_at_s": [round(b - start, 1) for b, _ in faults_at["pause"]],
             "outage_pause_s": round(outage("pause"), 1),
-            "restart_at_s": round(faults_at["restart"][0] - start, 1)
-            if "restart" in faults_at
-            else -1,
+            "restart_at_s": [round(b - start, 1) for b, _ in faults_at["restart"]],
             "outage_restart_s": round(outage("restart"), 1),
             "first_answer_after_pause_s": round(after("pause"), 1),
             "first_answer_after_restart_s": round(after("restart"), 1),
@@ -394,12 +404,18 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
             "rss_after_warm_up_mb": round(warm[0][1], 1) if warm else float("nan"),
             "rss_end_mb": round(rss[-1][1], 1) if rss else float("nan"),
             "rss_slope_mb_per_h": round(slope_per_hour(warm), 2),
-            # Between the warm-up and the broker restart (the pause and poison records inside,
-            # the restart's recovery step outside): what a leak would show between faults.
+            # Between the warm-up and the first broker restart (the pause and poison records
+            # inside, the restart's recovery step outside): what a leak would show between faults.
             "rss_slope_before_restart_mb_per_h": round(slope_per_hour(
-                [x for x in rss if WARM_UP_SHARE * total <= x[0] < restart_el]), 2),
+                [x for x in rss if warm_up <= x[0] < restart_el]), 2),
+            # Memory a fault takes once shows as one step; taken again at every fault, as a rise
+            # from each cycle's end to the next.
+            "rss_at_cycle_ends_mb": [
+                round(next((v for el, v in reversed(rss) if el <= (k + 1) * cycle), math.nan), 2)
+                for k in range(cycles)
+            ],
             "rss_slope_by_service_mb_per_h": {
-                n: round(slope_per_hour([x for x in v if x[0] >= WARM_UP_SHARE * total]), 2)
+                n: round(slope_per_hour([x for x in v if x[0] >= warm_up]), 2)
                 for n, v in rss_each.items()
             },
             "commit_failures_by_service": {n: counts[f"commit_failed_{n}"] for n in SERVICES},

@@ -58,6 +58,12 @@ def test_soak_verdicts_compare_the_gap_with_the_longest_outage_and_the_slope_wit
     assert [v["met"] for v in soak.verdicts(row)] == [False, False]
 
 
+def test_a_longer_soak_repeats_the_fault_cycle_every_10_minutes() -> None:
+    from bench import soak
+
+    assert [soak.cycles_in(m) for m in (1, 10, 19.9, 20, 30, 60)] == [1, 1, 1, 2, 3, 6]
+
+
 def test_soak_gap_counts_a_silent_tail_and_the_slope_is_per_hour() -> None:
     from bench import soak
 

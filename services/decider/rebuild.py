@@ -68,17 +68,24 @@ async def read_back_state(
 ) -> Rebuilt:
     """The state the bus holds for the hosts of ``partitions`` (None: every partition)."""
     t = settings.topics
-    try:
-        # At once: a takeover's hosts wait for the slowest of the three, not for their sum.
-        hw_records, decision_records, sensor_records = await asyncio.gather(
-            bus.read_back([t.hardware], READ_BACK_SECONDS, None, partitions),
-            bus.read_back([t.decisions], READ_BACK_SECONDS, DECISIONS_TAIL, partitions),
-            bus.read_back([t.sensors], READ_BACK_SECONDS, SENSORS_TAIL, partitions),
-        )
-    except BusError as exc:  # deciding from nothing beats not deciding: say so, go on
-        stats["rebuild_failed"] += 1
-        log.warning("state rebuild skipped: %s", exc)
-        return Rebuilt({}, {}, {}, {}, {})
+    # At once: a takeover's hosts wait for the slowest of the three, not for their sum. Each
+    # topic stands alone: decisions that cannot be read back do not cost the hardware snapshot.
+    wanted = ((t.hardware, None), (t.decisions, DECISIONS_TAIL), (t.sensors, SENSORS_TAIL))
+    results = await asyncio.gather(
+        *(bus.read_back([topic], READ_BACK_SECONDS, tail, partitions) for topic, tail in wanted),
+        return_exceptions=True,
+    )
+    read: list[list[Record]] = []
+    for (topic, _), result in zip(wanted, results, strict=True):
+        if isinstance(result, BusError):  # deciding from less beats not deciding: say so, go on
+            stats["rebuild_failed"] += 1
+            log.warning("state rebuild goes on without %s: %s", topic, result)
+            read.append([])
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            read.append(result)
+    hw_records, decision_records, sensor_records = read
     hardware = latest_per_host(_decoded(hw_records, HardwareSnapshot, stats))
     sensors = latest_per_host(_decoded(sensor_records, SensorReading, stats))
     priors: dict[str, PriorState] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.bus.base import BusError
 from services.bus.memory import MemoryBus
 from shared.messages import MarketEntropy, ScalingDecision, encode
 from tests.services.decider.test_service import TOPICS, read, running, send
@@ -50,3 +51,32 @@ async def test_tracked_hosts_are_capped_least_recently_seen_evicted_and_counted(
     for host in ("a", "b", "c", "a", "d", "e"):
         svc._host(host)
     assert list(svc.hosts) == ["a", "d", "e"] and svc.stats["hosts_evicted"] == 2
+
+
+
+class _DecisionsUnreadable(MemoryBus):
+    """A bus whose decisions topic cannot be read back once ``unreadable`` is set (a restarted
+    Tansu's, README Reliability)."""
+
+    unreadable = False
+
+    async def read_back(self, topics, seconds, tail=None, partitions=None):  # type: ignore[no-untyped-def]
+        if self.unreadable and TOPICS.decisions in topics:
+            raise BusError(f"reading back {list(topics)} timed out", retriable=True)
+        return await super().read_back(topics, seconds, tail, partitions)
+
+
+async def test_hardware_is_rebuilt_when_the_decisions_cannot_be_read_back() -> None:
+    bus, now = _DecisionsUnreadable(), [1000.0]
+    snap = snapshot(reference_host(), host="h1", t=1000.0)
+    async with running(bus, now) as svc:
+        await send(bus, svc, TOPICS.hardware, encode(snap))
+    bus.unreadable = True
+    now[0] = 1010.0
+    # Same group: the hardware record is committed, so only the read-back can bring it back.
+    async with running(bus, now) as svc:
+        await send(bus, svc, TOPICS.entropy,
+                   encode(MarketEntropy(event_time=1010.0, host_id="h1", value=0.9)))  # fmt: skip
+        assert svc.stats["rebuild_failed"] == 1 and svc.stats["handled:" + TOPICS.hardware] == 0
+    first = [d for _, d in await read(bus, TOPICS.decisions, ScalingDecision, 2)][-1]
+    assert first.inputs.fingerprint == snap.fingerprint and first.memory_budget_bytes > 0

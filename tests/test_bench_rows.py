@@ -56,6 +56,12 @@ def test_soak_verdicts_compare_the_gap_with_the_longest_outage_and_the_slope_wit
     assert [(v["limit"], v["met"]) for v in soak.verdicts(row)] == [(40.0, True), (5.0, True)]
     row |= {"longest_gap_s": 40.1, "rss_slope_mb_per_h": 5.0}
     assert [v["met"] for v in soak.verdicts(row)] == [False, False]
+    # A run of two cycles or more is also judged on its slope after the first cycle.
+    row |= {"fault_cycles": 3, "rss_slope_after_first_cycle_mb_per_h": 4.9}
+    assert [(v["target"].split(" <")[0], v["met"]) for v in soak.verdicts(row)][2] == (
+        "RSS slope after the first fault cycle", True)
+    row |= {"rss_slope_after_first_cycle_mb_per_h": 5.0}
+    assert [v["met"] for v in soak.verdicts(row)] == [False, False, False]
 
 
 def test_a_longer_soak_repeats_the_fault_cycle_every_10_minutes() -> None:
@@ -87,3 +93,5 @@ def test_soak_json_has_no_nan() -> None:
     from bench import soak
 
     assert soak._no_nan({"a": float("nan"), "b": 1.5, "c": "x"}) == {"a": None, "b": 1.5, "c": "x"}
+    nested = {"by": {"decider": float("nan")}, "ends": [1.0, float("nan")]}
+    assert soak._no_nan(nested) == {"by": {"decider": None}, "ends": [1.0, None]}

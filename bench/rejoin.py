@@ -15,7 +15,6 @@ import asyncio
 import gc
 import logging
 import sys
-from typing import Any
 
 import psutil
 
@@ -25,14 +24,17 @@ from tests.support.broker import TansuBroker
 
 TOPICS = ["rejoin.a", "rejoin.b", "rejoin.c"]
 RECORDS = 300
+Sample = tuple[float, int]  # (RSS MB, Python's allocated blocks)
 
 
-def _sample(proc: psutil.Process) -> tuple[float, int]:
+def _sample(proc: psutil.Process) -> Sample:
     gc.collect()
     return proc.memory_info().rss / 2**20, sys.getallocatedblocks()
 
 
-async def measure(rounds: int) -> dict[str, Any]:
+async def measure(rounds: int) -> tuple[list[Sample], list[Sample]]:
+    """(RSS MB, allocated blocks) before and after each of ``rounds`` fetches, then each of
+    ``rounds`` rejoins."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("qas").setLevel(logging.ERROR)  # each rejoin logs a warning by design
     broker = TansuBroker().start()
@@ -59,7 +61,7 @@ async def measure(rounds: int) -> dict[str, Any]:
             await consumer.getmany(0.5)  # the fresh member's first fetch (its assignment)
             joined.append(_sample(proc))
         await consumer.stop()
-        return {"rounds": rounds, "idle": idle, "rejoin": joined}
+        return idle, joined
     finally:
         await bus.stop()
         broker.stop()
@@ -67,8 +69,7 @@ async def measure(rounds: int) -> dict[str, Any]:
 
 def main(quick: bool = False) -> None:
     rounds = 8 if quick else 30
-    res = asyncio.run(measure(rounds))
-    idle, joined = res["idle"], res["rejoin"]
+    idle, joined = asyncio.run(measure(rounds))
     half = rounds // 2
     rows = [
         [k, f"{rss:.2f}", f"{rss - joined[0][0]:+.2f}", blocks - joined[0][1]]
@@ -77,7 +78,7 @@ def main(quick: bool = False) -> None:
     ]
     print(table(["rejoins", "RSS MB", "RSS since the first", "blocks since the first"], rows))
 
-    def grow(xs: list[tuple[float, int]], a: int, b: int) -> tuple[float, int]:
+    def grow(xs: list[Sample], a: int, b: int) -> Sample:
         return xs[b][0] - xs[a][0], xs[b][1] - xs[a][1]
 
     print(table(

@@ -79,6 +79,17 @@ def test_soak_gap_counts_a_silent_tail_and_the_slope_is_per_hour() -> None:
     assert soak.entropy_at(0.0) == 0.6 and abs(soak.entropy_at(soak.RAMP_S / 2) - 0.8) < 1e-9
 
 
+def test_soak_slopes_fit_only_the_samples_from_the_given_second_on() -> None:
+    from bench import soak
+
+    # A 2 MB step at 100 s, flat before and after: fitted from 150 s on it is no slope at all.
+    total = [(float(t), 100.0 if t < 100 else 102.0) for t in range(0, 400, 10)]
+    each = {"decider": [(t, v / 2) for t, v in total]}
+    assert soak.slopes(total, each, 150.0) == (0.0, {"decider": 0.0})
+    whole, by = soak.slopes(total, each, 0.0)
+    assert whole > 10 and abs(by["decider"] - whole / 2) <= 0.01  # the step read as a rate
+
+
 def test_soak_reads_the_longest_run_of_refused_decisions_from_the_decider_log() -> None:
     from bench import soak
 

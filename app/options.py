@@ -43,6 +43,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = _number(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
+    return value
+
+
 def unit_float(text: str) -> float:
     value = _number(text)
     if not 0.0 <= value <= 1.0:
@@ -164,6 +171,11 @@ OPTIONS: tuple[Opt, ...] = (
         SERVICES, partitions, 3, "QAS_PARTITIONS", metavar="N"),
     Opt("--sensor-interval", "seconds between sensor readings",
         (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
+    Opt("--gc-interval", "seconds between full garbage collections: frees at once the cyclic "
+        "garbage a broker fault leaves (aiokafka's retried requests), which CPython's own "
+        "schedule can leave for several faults, stepping the resident size up (README "
+        "Reliability); 0: CPython's schedule only",
+        SERVICES, non_negative_float, 60.0, "QAS_GC_INTERVAL", metavar="SECONDS"),
     Opt("--settings", "TOML file of tuning constants (sections [decision], [applier], [scores], "
         "[thermal] and top-level keys, named as in shared/config.py; what it leaves out keeps "
         "its default; an unknown key is an error); --sensor-interval, when given, wins over it",

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import msgspec
 from msgspec import Struct
 
+from app.garbage import sweep_garbage
 from app.keys import load_key_file
 from app.options import default
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
@@ -63,6 +64,7 @@ class Options:
     connect_timeout: float = default("connect_timeout")
     fetch_max_wait_ms: float = default("fetch_max_wait_ms")
     session_timeout: float = default("session_timeout")
+    gc_interval: float = default("gc_interval")
     partitions: int = default("partitions")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
@@ -353,6 +355,8 @@ async def run_services(
                 for svc in services.values():
                     tg.create_task(svc.run(stop))
                 tg.create_task(_stop_after(stop, opts.duration))
+                if opts.gc_interval > 0:
+                    tg.create_task(sweep_garbage(stop, opts.gc_interval))
                 if opts.market == "sample":
                     tg.create_task(sample_market(opts, bus, stop))
 

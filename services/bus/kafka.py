@@ -49,7 +49,8 @@ CLOSE_SECONDS = 3.0
 # A stop commits what was handled first, waiting at most this long: with the close, still well
 # inside the services' stop grace (app/runtime.py STOP_GRACE_SECONDS).
 FLUSH_ON_STOP_SECONDS = 1.0
-# Commits refused or timed out in a row before the consumer leaves and rejoins its group.
+# Commits refused or timed out in a row before the consumer leaves and rejoins its group. One
+# is enough when the broker served fetches while the commit timed out (see _commit_once).
 REJOIN_AFTER_LOST_COMMITS = 3
 # Sends refused with UNKNOWN_SERVER_ERROR tried again at once, at most this many times (see publish).
 TAKEN_OFFSET_TRIES = 64
@@ -356,6 +357,7 @@ class KafkaConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned: set[tuple[str, int]] = set()  # since the last take_assigned()
         self._lost_commits = 0  # commits refused or timed out in a row
+        self._served_at = 0.0  # monotonic time of the last fetch that returned records
         self._pending: dict[TopicPartition, int] = {}  # handled, not yet sent to the broker
         self._committing: asyncio.Task[None] | None = None
         self._rejoin_due = False  # set by the commit task, acted on by the consume loop
@@ -414,7 +416,7 @@ class KafkaConsumer:
         UNKNOWN_TOPIC_OR_PARTITION (not UNKNOWN_MEMBER_ID, which would make aiokafka rejoin),
         so offsets would never be saved again. A fresh member gets a fresh assignment (and
         the service rebuilds its state for it); uncommitted records are redelivered."""
-        log.warning("group %s: %d commits refused in a row; joining the group again",
+        log.warning("group %s: %d commit(s) refused in a row; joining the group again",
                     self.group, self._lost_commits)  # fmt: skip
         self._lost_commits = 0
         self._resume = dict(self._handled)
@@ -447,6 +449,8 @@ class KafkaConsumer:
             raise bus_error(f"fetch for group {self.group}", exc) from None
         except (TimeoutError, KafkaError) as exc:
             raise bus_error(f"fetch for group {self.group}", exc) from None
+        if batches:
+            self._served_at = time.monotonic()
         return [
             Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
             for msgs in batches.values()
@@ -536,6 +540,7 @@ class KafkaConsumer:
             log.exception("group %s: commit task failed; records will be redelivered", self.group)
 
     async def _commit_once(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        sent = time.monotonic()
         try:
             await asyncio.wait_for(consumer.commit(offsets), self.bus.send_timeout)
         except UnknownTopicOrPartitionError as exc:
@@ -554,6 +559,12 @@ class KafkaConsumer:
                 "group %s: commit failed (%r); records will be redelivered", self.group, exc
             )
             self._lost_commit()
+            if isinstance(exc, TimeoutError) and self._served_at > sent:
+                # Fetches were answered while the commit was not: the broker is up and has
+                # forgotten this member (a restart). Waiting for more time-outs only lets
+                # aiokafka retry the commit every 100 ms, about 100 refused requests (and
+                # their garbage) per time-out, and leaves the handled offsets unsaved longer.
+                self._rejoin_due = True
         else:
             self._lost_commits = 0
 

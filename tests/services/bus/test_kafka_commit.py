@@ -128,3 +128,47 @@ async def test_a_rejoin_goes_on_from_the_handled_offsets_not_the_earliest() -> N
     assert commits.seeks == {TopicPartition("t", 0): 12}
     consumer.resume_at({TopicPartition("t", 0)})  # a later, ordinary rebalance: no seek
     assert commits.seeks == {TopicPartition("t", 0): 12}
+
+
+class _Serving(_Commits):
+    """A broker that answers fetches while it lets every commit time out (a restarted Tansu
+    that forgot the member)."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.001)
+        return {TopicPartition("t", 0): [_Msg()]}
+
+
+class _Msg:
+    topic, partition, offset, key, value, timestamp = "t", 0, 0, b"k", b"{}", 0
+
+
+async def test_one_timed_out_commit_while_fetches_are_served_leads_to_a_rejoin() -> None:
+    commits = _Serving()  # never released
+    consumer = _consumer(commits, send_timeout=0.05)
+    rejoined: list[int] = []
+
+    async def rejoin() -> None:
+        rejoined.append(consumer._lost_commits)
+
+    consumer._rejoin = rejoin  # type: ignore[method-assign]
+    offset = 0
+    async with asyncio.timeout(5):
+        while not rejoined:
+            offset += 1
+            assert await consumer.getmany(0.01)  # the broker serves us
+            await consumer.commit([_rec(0, offset)])
+            await asyncio.sleep(0.005)
+    assert len(commits.calls) == 1  # not REJOIN_AFTER_LOST_COMMITS time-outs
+    assert rejoined == [1]
+
+
+async def test_timed_out_commits_without_fetches_served_wait_for_more_before_a_rejoin() -> None:
+    # A paused broker answers neither: one slow commit is no reason to leave the group.
+    commits = _Commits()
+    consumer = _consumer(commits, send_timeout=0.01)
+    await consumer.commit([_rec(0, 1)])
+    async with asyncio.timeout(5):
+        while consumer._lost_commits < 1:
+            await asyncio.sleep(0.005)
+    assert not consumer._rejoin_due

@@ -49,9 +49,11 @@ CLOSE_SECONDS = 3.0
 # A stop commits what was handled first, waiting at most this long: with the close, still well
 # inside the services' stop grace (app/runtime.py STOP_GRACE_SECONDS).
 FLUSH_ON_STOP_SECONDS = 1.0
-# Commits refused or timed out in a row before the consumer leaves and rejoins its group. One
-# is enough when the broker served fetches while the commit timed out (see _commit_once).
+# Commits refused or timed out in a row before the consumer leaves and rejoins its group.
 REJOIN_AFTER_LOST_COMMITS = 3
+# A commit unanswered this long while fetches return records is refused, not slow: the consumer
+# rejoins at once (_commit_unless_refused). A commit takes milliseconds on a broker that serves.
+COMMIT_REFUSED_SECONDS = 2.0
 # Sends refused with UNKNOWN_SERVER_ERROR tried again at once, at most this many times (see publish).
 TAKEN_OFFSET_TRIES = 64
 LAG_SECONDS = 0.5  # the most one partition's position may take when lag is read
@@ -349,6 +351,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner.assigned.update((tp.topic, tp.partition) for tp in assigned)
 
 
+class _CommitRefused(Exception):
+    """A commit the broker leaves unanswered while it serves this member's fetches."""
+
+
+def _fetch_answered_since(consumer: AIOKafkaConsumer, since: float) -> bool:
+    """Whether the broker answered a fetch for one of our partitions after ``since`` (epoch
+    seconds): aiokafka stamps each partition when a fetch response for it arrives, records or
+    not, so records it had buffered before do not count."""
+    try:
+        stamps = [consumer.last_poll_timestamp(tp) for tp in consumer.assignment()]
+    except AssertionError:  # a rebalance took a partition between the two calls
+        return False
+    return any(ms is not None and ms / 1000 > since for ms in stamps)
+
+
 class KafkaConsumer:
     def __init__(self, bus: KafkaBus, topics: list[str], group: str) -> None:
         self.bus = bus
@@ -357,7 +374,6 @@ class KafkaConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned: set[tuple[str, int]] = set()  # since the last take_assigned()
         self._lost_commits = 0  # commits refused or timed out in a row
-        self._served_at = 0.0  # monotonic time of the last fetch that returned records
         self._pending: dict[TopicPartition, int] = {}  # handled, not yet sent to the broker
         self._committing: asyncio.Task[None] | None = None
         self._rejoin_due = False  # set by the commit task, acted on by the consume loop
@@ -449,8 +465,6 @@ class KafkaConsumer:
             raise bus_error(f"fetch for group {self.group}", exc) from None
         except (TimeoutError, KafkaError) as exc:
             raise bus_error(f"fetch for group {self.group}", exc) from None
-        if batches:
-            self._served_at = time.monotonic()
         return [
             Record(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
             for msgs in batches.values()
@@ -540,15 +554,21 @@ class KafkaConsumer:
             log.exception("group %s: commit task failed; records will be redelivered", self.group)
 
     async def _commit_once(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        sent = time.monotonic()
         try:
-            await asyncio.wait_for(consumer.commit(offsets), self.bus.send_timeout)
+            await asyncio.wait_for(self._commit_unless_refused(consumer, offsets),
+                                   self.bus.send_timeout)  # fmt: skip
         except UnknownTopicOrPartitionError as exc:
             # The topic went away under us (Tansu keeps topics in memory; a cluster rebuild or
             # a deleted topic looks the same): create it again so the group can go on.
             log.warning("group %s: commit failed (%r)", self.group, exc)
             await self._topic_gone()
             self._lost_commit()
+        except _CommitRefused:
+            log.warning("group %s: commit unanswered for %g s while fetches were served: the "
+                        "broker has forgotten this member; records will be redelivered",
+                        self.group, COMMIT_REFUSED_SECONDS)  # fmt: skip
+            self._lost_commit()
+            self._rejoin_due = True
         except (TimeoutError, KafkaError) as exc:
             # A rebalance took the partitions (Tansu can also answer UNKNOWN_MEMBER_ID while
             # several members join at once). A real client carries on: the new owner starts at
@@ -559,14 +579,27 @@ class KafkaConsumer:
                 "group %s: commit failed (%r); records will be redelivered", self.group, exc
             )
             self._lost_commit()
-            if isinstance(exc, TimeoutError) and self._served_at > sent:
-                # Fetches were answered while the commit was not: the broker is up and has
-                # forgotten this member (a restart). Waiting for more time-outs only lets
-                # aiokafka retry the commit every 100 ms, about 100 refused requests (and
-                # their garbage) per time-out, and leaves the handled offsets unsaved longer.
-                self._rejoin_due = True
         else:
             self._lost_commits = 0
+
+    async def _commit_unless_refused(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
+        """The commit; _CommitRefused once it has gone unanswered for COMMIT_REFUSED_SECONDS
+        while the broker answered this member's fetches. The broker is then up and refusing it:
+        a restarted one that forgot this member. aiokafka would retry it every 100 ms until the
+        caller's time-out, each retry leaving a cycle of garbage (app/garbage.py)."""
+        sent = time.time()  # aiokafka stamps fetch responses with the wall clock
+        commit = asyncio.ensure_future(consumer.commit(offsets))
+        try:
+            while not (await asyncio.wait({commit}, timeout=COMMIT_REFUSED_SECONDS))[0]:
+                if _fetch_answered_since(consumer, sent):
+                    raise _CommitRefused
+            commit.result()
+        finally:
+            if not commit.done():
+                commit.cancel()
+                await asyncio.gather(commit, return_exceptions=True)
 
     def _lost_commit(self) -> None:
         self._lost_commits += 1

@@ -5,10 +5,13 @@ handled. The aiokafka consumer is replaced by one whose commits are driven by th
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
+from services.bus import kafka
 from services.bus.base import Record
 from services.bus.kafka import REJOIN_AFTER_LOST_COMMITS, KafkaBus, KafkaConsumer
 
@@ -20,6 +23,14 @@ class _Commits:
         self.calls: list[dict[TopicPartition, int]] = []
         self.release = asyncio.Event()
         self.seeks: dict[TopicPartition, int] = {}
+        self.answering = False  # whether the broker answers this member's fetches
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("t", 0)}
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
+        """When the last fetch response for ``tp`` arrived (epoch ms), as aiokafka keeps it."""
+        return int(time.time() * 1000) if self.answering else None
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.calls.append(dict(offsets))
@@ -130,22 +141,15 @@ async def test_a_rejoin_goes_on_from_the_handled_offsets_not_the_earliest() -> N
     assert commits.seeks == {TopicPartition("t", 0): 12}
 
 
-class _Serving(_Commits):
-    """A broker that answers fetches while it lets every commit time out (a restarted Tansu
-    that forgot the member)."""
-
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
-        await asyncio.sleep(0.001)
-        return {TopicPartition("t", 0): [_Msg()]}
-
-
-class _Msg:
-    topic, partition, offset, key, value, timestamp = "t", 0, 0, b"k", b"{}", 0
-
-
-async def test_one_timed_out_commit_while_fetches_are_served_leads_to_a_rejoin() -> None:
-    commits = _Serving()  # never released
-    consumer = _consumer(commits, send_timeout=0.05)
+async def test_a_commit_unanswered_while_fetches_are_answered_leads_to_a_rejoin_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A restarted broker that forgot the member answers its fetches, never its commits: one
+    # such commit is enough, well inside the commit time-out.
+    monkeypatch.setattr(kafka, "COMMIT_REFUSED_SECONDS", 0.02)
+    commits = _Commits()  # never released
+    commits.answering = True
+    consumer = _consumer(commits, send_timeout=5.0)
     rejoined: list[int] = []
 
     async def rejoin() -> None:
@@ -153,21 +157,25 @@ async def test_one_timed_out_commit_while_fetches_are_served_leads_to_a_rejoin()
 
     consumer._rejoin = rejoin  # type: ignore[method-assign]
     offset = 0
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(2):  # far less than one 5 s time-out
         while not rejoined:
             offset += 1
-            assert await consumer.getmany(0.01)  # the broker serves us
             await consumer.commit([_rec(0, offset)])
             await asyncio.sleep(0.005)
-    assert len(commits.calls) == 1  # not REJOIN_AFTER_LOST_COMMITS time-outs
+    assert len(commits.calls) == 1
     assert rejoined == [1]
 
 
-async def test_timed_out_commits_without_fetches_served_wait_for_more_before_a_rejoin() -> None:
-    # A paused broker answers neither: one slow commit is no reason to leave the group.
+async def test_a_commit_unanswered_while_fetches_are_not_waits_for_its_time_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A paused broker answers neither: that is slowness, not refusal; one time-out counts once.
+    monkeypatch.setattr(kafka, "COMMIT_REFUSED_SECONDS", 0.01)
     commits = _Commits()
-    consumer = _consumer(commits, send_timeout=0.01)
+    consumer = _consumer(commits, send_timeout=0.2)
     await consumer.commit([_rec(0, 1)])
+    await asyncio.sleep(0.1)
+    assert consumer._lost_commits == 0  # still waiting: refusal is not assumed
     async with asyncio.timeout(5):
         while consumer._lost_commits < 1:
             await asyncio.sleep(0.005)

@@ -343,7 +343,9 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
                 proc.kill()
                 exits[name] = await proc.wait()
             text = (logs / f"{name}.log").read_text(errors="replace")
-            counts[f"commit_failed_{name}"] = text.count("commit failed")
+            # Timed out or refused, and unanswered while fetches were (kafka.py _commit_once).
+            counts[f"commit_failed_{name}"] = (text.count("commit failed")
+                                               + text.count("commit unanswered"))  # fmt: skip
             if name == "decider":
                 refused_s = longest_refusal(text)
             found = STOPPED.findall(text)

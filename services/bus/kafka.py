@@ -19,6 +19,7 @@ while the broker is down.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -437,6 +438,11 @@ class KafkaConsumer:
         self._lost_commits = 0
         self._resume = dict(self._handled)
         await self.stop()
+        # The old aiokafka client (connections, fetcher, coordinator, the futures of its
+        # refused commits) is reference cycles: freed now, the fresh client reuses its memory;
+        # left to the next collection, the fresh one touches new pages and the resident size
+        # steps up (python -m bench restarts; app/garbage.py sweeps what is left).
+        gc.collect()
         try:
             await self.start()
         except BusError as exc:  # the next fetch tries again (getmany starts a stopped one)

@@ -5,7 +5,9 @@ handled. The aiokafka consumer is replaced by one whose commits are driven by th
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -180,3 +182,30 @@ async def test_a_commit_unanswered_while_fetches_are_not_waits_for_its_time_out(
         while consumer._lost_commits < 1:
             await asyncio.sleep(0.005)
     assert not consumer._rejoin_due
+
+
+async def test_a_rejoin_frees_the_old_clients_garbage_before_the_fresh_one_starts() -> None:
+    class _Client:  # an aiokafka client holds itself in cycles (fetcher, coordinator, futures)
+        def __init__(self) -> None:
+            self.me = self
+
+    old = _Client()
+    gone = weakref.ref(old)
+    consumer = _consumer(old)
+    freed_at_start: list[bool] = []
+
+    async def stop() -> None:
+        consumer._consumer = None
+
+    async def start() -> None:
+        freed_at_start.append(gone() is None)
+
+    consumer.stop = stop  # type: ignore[method-assign]
+    consumer.start = start  # type: ignore[method-assign]
+    del old
+    gc.disable()  # only the rejoin's own collection may free it
+    try:
+        await consumer._rejoin()
+    finally:
+        gc.enable()
+    assert freed_at_start == [True]

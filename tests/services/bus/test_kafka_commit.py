@@ -61,6 +61,24 @@ def _rec(partition: int, offset: int) -> Record:
     return Record("t", partition, offset, b"k", b"{}")
 
 
+async def _commit_until_rejoined(consumer: KafkaConsumer, within: float) -> list[int]:
+    """Commit a new offset every 5 ms, as the consume loop does, until the consumer rejoins
+    (stubbed); returns the lost-commit count each rejoin saw."""
+    rejoined: list[int] = []
+
+    async def rejoin() -> None:
+        rejoined.append(consumer._lost_commits)
+
+    consumer._rejoin = rejoin  # type: ignore[method-assign]
+    offset = 0
+    async with asyncio.timeout(within):
+        while not rejoined:
+            offset += 1
+            await consumer.commit([_rec(0, offset)])
+            await asyncio.sleep(0.005)
+    return rejoined
+
+
 async def test_commit_returns_while_the_broker_holds_the_commit_and_sends_only_the_newest() -> None:
     commits = _Commits()
     consumer = _consumer(commits)
@@ -80,18 +98,7 @@ async def test_commit_returns_while_the_broker_holds_the_commit_and_sends_only_t
 async def test_timed_out_commits_lead_to_a_rejoin_from_the_consume_loop() -> None:
     commits = _Commits()  # never released: every commit times out
     consumer = _consumer(commits, send_timeout=0.01)
-    rejoined: list[int] = []
-
-    async def rejoin() -> None:
-        rejoined.append(consumer._lost_commits)
-
-    consumer._rejoin = rejoin  # type: ignore[method-assign]
-    offset = 0
-    async with asyncio.timeout(5):
-        while not rejoined:
-            offset += 1
-            await consumer.commit([_rec(0, offset)])
-            await asyncio.sleep(0.005)
+    rejoined = await _commit_until_rejoined(consumer, within=5.0)
     assert len(commits.calls) == REJOIN_AFTER_LOST_COMMITS
     assert rejoined == [REJOIN_AFTER_LOST_COMMITS]
 
@@ -152,18 +159,7 @@ async def test_a_commit_unanswered_while_fetches_are_answered_leads_to_a_rejoin_
     commits = _Commits()  # never released
     commits.answering = True
     consumer = _consumer(commits, send_timeout=5.0)
-    rejoined: list[int] = []
-
-    async def rejoin() -> None:
-        rejoined.append(consumer._lost_commits)
-
-    consumer._rejoin = rejoin  # type: ignore[method-assign]
-    offset = 0
-    async with asyncio.timeout(2):  # far less than one 5 s time-out
-        while not rejoined:
-            offset += 1
-            await consumer.commit([_rec(0, offset)])
-            await asyncio.sleep(0.005)
+    rejoined = await _commit_until_rejoined(consumer, within=2.0)  # less than one time-out
     assert len(commits.calls) == 1
     assert rejoined == [1]
 

@@ -52,8 +52,9 @@ CLOSE_SECONDS = 3.0
 FLUSH_ON_STOP_SECONDS = 1.0
 # Commits refused or timed out in a row before the consumer leaves and rejoins its group.
 REJOIN_AFTER_LOST_COMMITS = 3
-# A commit unanswered this long while fetches return records is refused, not slow: the consumer
-# rejoins at once (_commit_unless_refused). A commit takes milliseconds on a broker that serves.
+# A commit unanswered this long while the broker answers this member's fetches is refused, not
+# slow: the consumer rejoins at once (_commit_unless_refused). A commit takes milliseconds on a
+# broker that answers fetches.
 COMMIT_REFUSED_SECONDS = 2.0
 # Sends refused with UNKNOWN_SERVER_ERROR tried again at once, at most this many times (see publish).
 TAKEN_OFFSET_TRIES = 64

@@ -18,6 +18,7 @@ import itertools
 import logging
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from app.keys import write_key_file
 from bench.common import table
 from services.bus.kafka import KafkaBus
 from shared.config import Settings
@@ -90,7 +92,7 @@ class _Arm:
     async def stop(self) -> int | None:
         code = None
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(2)
+            self.proc.send_signal(signal.SIGINT)
             with contextlib.suppress(TimeoutError):
                 code = await asyncio.wait_for(self.proc.wait(), 20)
             if code is None:
@@ -107,11 +109,7 @@ async def measure(restarts: int, settle: float) -> dict[str, list[float]]:
     logging.getLogger("qas").setLevel(logging.ERROR)
     logs = Path(tempfile.mkdtemp(prefix="qas-restarts-"))
     key = logs / "k"
-    qas = Path(sys.executable).with_name("qas")
-    keygen = await asyncio.create_subprocess_exec(
-        str(qas), "keygen", str(key),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
-    await keygen.wait()
+    write_key_file(key)
     arms = [_Arm(name, args, logs) for name, args in ARMS.items()]
     stop = asyncio.Event()
     rss: dict[str, list[float]] = {a.name: [] for a in arms}

@@ -55,6 +55,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from app.keys import write_key_file
 from bench.common import table
 from services.bus.consume import publish_bounded
 from services.bus.kafka import KafkaBus
@@ -220,10 +221,7 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
     t = s.topics
     logs = Path(tempfile.mkdtemp(prefix="qas-soak-"))
     key = logs / "soak.key"
-    keygen = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("qas")), "keygen", str(key),
-        stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
-    await keygen.wait()
+    write_key_file(key)
     (logs / "decider.toml").write_text(
         f"[decision]\nscale_down_window_seconds = {SCALE_DOWN_WINDOW_S}\n"
     )

@@ -7,9 +7,10 @@ error is at most ``scale / 2`` plus float rounding; each block publishes that gu
 and measured_error() checks it against the decoded values.
 
 Gaps (NaN) survive as a reserved integer (the type's minimum). Infinities are rejected.
-The 80-bit tier keeps the 10 significant bytes of numpy.longdouble (stored in 16 bytes on
-x86-64), so it costs its nominal 10 bytes per value. Nothing loops per value in Python: the
-block encoder and decoder are one C pass per block, and the 32-bit tier measures its error in
+The top tier keeps the significant bytes of the platform's numpy.longdouble: 10 of x87
+extended's 16 on x86-64, all 16 of IEEE quad on aarch64 Linux (where the first 10 are low
+mantissa bytes: keeping them alone would destroy every value). Nothing loops per value in
+Python: the block encoder and decoder are one C pass per block, and the 32-bit tier measures its error in
 the conversion's own pass (_fastcodecs.c, AVX2 where the CPU has it). Each has a numpy reference
 that gives the same results, used where no C compiler was found at install.
 """
@@ -23,7 +24,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from shared.precision import platform_top_bits
+from shared.precision import longdouble_format, platform_top_bits
 from shared.tiers import Bits, tier
 
 try:  # the compiled encoders, built by `pip install` where a C compiler exists (setup.py)
@@ -42,7 +43,7 @@ F64 = npt.NDArray[np.float64]
 _INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
 _F32_MAX: Final = float(np.finfo(np.float32).max)  # a Python float: comparing never casts
 _INFINITY: Final = "series contains infinity: not a price or feature value"
-_LONGDOUBLE_BYTES: Final = 10 if platform_top_bits() == 80 else 8
+_LONGDOUBLE_BYTES: Final = longdouble_format().significant_bytes if platform_top_bits() == 80 else 8
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,7 @@ from shared.codecs import (
     nominal_bytes,
     reencode,
 )
-from shared.precision import platform_top_bits
+from shared.precision import longdouble_format, platform_top_bits
 from tests.support.data import sp500_close, tick_like, wti
 
 REAL = {"sp500": sp500_close, "wti": wti, "ticks": tick_like}
@@ -54,7 +54,7 @@ def test_top_tier_is_what_the_platform_has() -> None:
     assert enc.bits == platform_top_bits()
     assert np.array_equal(decode(enc), x)
     if enc.bits == 80:
-        assert enc.nbytes == 10 * x.size  # the 10 significant bytes of x87 extended
+        assert enc.nbytes == longdouble_format().significant_bytes * x.size
         assert decode_extended(enc).dtype == np.longdouble
 
 

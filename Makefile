@@ -3,23 +3,32 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-ARGS   ?=
+# ARGS come from the command line only (`make run ARGS=...`): an ARGS in the environment is
+# ignored, and ARGS is not exported to what the recipes run
+ARGS   :=
+unexport ARGS
+# no "Entering directory" lines on stdout when make runs under another make (the README test)
+MAKEFLAGS += --no-print-directory
 
 .PHONY: run test lint bench demo clean prometheus
 
 # setup.py builds the C block encoder; editing it or its source re-runs the install
 $(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing QAS and its dependencies into $(VENV)" >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' >&2
 	@touch $(STAMP)
 
-## make run ARGS="--duration 10 --json": the whole pipeline on the embedded bus (no broker needed)
+## make run ARGS="--duration 10 --json": the whole pipeline on the embedded bus (no broker needed);
+## stdout holds only what qas prints (a line per decision and apply result, or JSON lines)
 run: $(STAMP)
-	$(BIN)/qas run $(ARGS)
+	@$(BIN)/qas run $(ARGS)
 
-## make test: lint, mypy --strict on every package, then the whole suite (starts its own Kafka broker)
+## make test ARGS=-q: lint, mypy --strict on every package, then the whole suite (starts its own
+## Kafka broker). ARGS go to pytest only: make's own variables are not passed down to the `make`
+## commands the suite runs (the README test), so they see a clean ARGS.
 test: $(STAMP) lint prometheus
-	$(BIN)/python -m pytest $(ARGS)
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(BIN)/python -m pytest $(ARGS)
 
 ## the real Prometheus and promtool the monitoring tests use (Debian package `prometheus`):
 ## installed here when missing and we are root with apt-get; QAS_SKIP_PROMETHEUS=1 skips them

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from app.decision_lines import HumanLines, decision_text
 from app.malloc import pin_malloc_thresholds
 from app.options import OptionError, add_log_level, add_options, add_version, default
 from app.runtime import JsonLines, Options, make_probe, run_services
@@ -103,7 +104,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _cmd_run(args: argparse.Namespace, which: tuple[str, ...]) -> int:
     opts = _options(args)
     pin_malloc_thresholds()  # a long-running service: large records must not ratchet RSS up
-    sink = JsonLines() if opts.json else None
+    sink = JsonLines() if opts.json else HumanLines()
     stats = asyncio.run(run_services(opts, which, sink=sink))
     logging.getLogger("qas").info("stopped cleanly: %s", json.dumps(stats, sort_keys=True))
     return 0
@@ -135,15 +136,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"type": "decision", **msgspec.to_builtins(d)}, indent=2))
         return 0
-    print(
-        f"scaling factor {d.scaling_factor:.3f}   memory x{d.memory_adjustment:.2f} "
-        f"({d.memory_budget_bytes / 2**30:.2f} GiB budget)   precision {d.precision_tier}\n"
-        f"batch {d.batch_size}   workers {d.workers}   confidence {d.confidence:.2f}   "
-        f"state {d.quantum_state}   coherence {d.coherence_score:.3f}"
-    )
-    print("why:")
-    for reason in d.reasons:
-        print(f"  - {reason}")
+    print(decision_text(d))
     return 0
 
 

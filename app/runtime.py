@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import msgspec
 from msgspec import Struct
@@ -182,6 +182,14 @@ def make_enactors(opts: Options, pool: TieredPool) -> list[Enactor]:
     return enactors
 
 
+class Sink(Protocol):
+    """Where ``qas run`` shows each decision published and apply result (JSON or text lines)."""
+
+    def decision(self, d: ScalingDecision) -> None: ...
+
+    def applied(self, r: ApplyResult) -> None: ...
+
+
 class JsonLines:
     """--json: one object per line on stdout for every decision published and apply result."""
 
@@ -298,7 +306,7 @@ async def run_services(
     *,
     bus: Bus | None = None,
     stop: asyncio.Event | None = None,
-    sink: JsonLines | None = None,
+    sink: Sink | None = None,
 ) -> dict[str, Any]:
     """Run the chosen services on one bus until stop/duration. Returns their stats."""
     stop = stop or asyncio.Event()

@@ -128,7 +128,10 @@ def _user_env() -> dict[str, str]:
     venv_bin = str(ROOT / ".venv" / "bin")
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
             if p and Path(p).resolve() != Path(venv_bin).resolve()]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    # make's own variables (MAKEFLAGS carries `make test ARGS=...`) must not reach the README's
+    # `make run`: a reader's shell has none of them
+    dropped = ("VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return {**env, "PATH": os.pathsep.join(path), "QAS_METRICS_PORT": "0"}
 
 

@@ -1,4 +1,5 @@
-"""Precision codecs for numeric series: top (80-bit x87 extended or 64), 64, 32, 16 and 8 bits.
+"""Precision codecs for numeric series: top (80-bit x87 extended or 64), 64, 32, 16 and 8 bits,
+and the lossless tiers ``ticks`` and ``lossless`` (shared/lossless.py), chosen by name.
 
 A float16 of 43 210.55 is 43 200: useless for prices. The 16- and 8-bit tiers are blockwise
 scaled integers instead: each block of ``BLOCK`` values stores its midpoint ``ref`` and a step
@@ -24,8 +25,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from shared import lossless
 from shared.precision import longdouble_format, platform_top_bits
-from shared.tiers import Bits, tier
+from shared.tiers import LOSSLESS_NAMES, Bits, named, tier
 
 try:  # the compiled encoders, built by `pip install` where a C compiler exists (setup.py)
     from shared import _fastcodecs
@@ -42,7 +44,8 @@ F64 = npt.NDArray[np.float64]
 
 _INT: dict[int, type[np.signedinteger]] = {16: np.int16, 8: np.int8}
 _F32_MAX: Final = float(np.finfo(np.float32).max)  # a Python float: comparing never casts
-_INFINITY: Final = "series contains infinity: not a price or feature value"
+_INFINITY: Final = lossless.INFINITY  # one message for every tier
+_NO_PAYLOAD: Final = np.empty(0, dtype=np.uint8)  # the lossless tiers keep their bytes in blocks
 _LONGDOUBLE_BYTES: Final = longdouble_format().significant_bytes if platform_top_bits() == 80 else 8
 
 
@@ -58,15 +61,21 @@ class Encoded:
     block_error: F64 | None = None  # measured max |decoded - x| per block, absolute
     abs_error: float = 0.0  # measured max |decoded - x| over the run
     rel_error: float = 0.0  # max |decoded - x| / |x| (per block: block error / smallest |x|)
+    tier: str = ""  # a lossless tier's name; "" for the rungs named by bits
+    blocks: tuple[lossless.Block, ...] = ()  # the lossless tiers' independent blocks
+
+    @property
+    def tier_name(self) -> str:
+        return self.tier or tier(self.bits).name
 
     @property
     def nbytes(self) -> int:
         meta = 0 if self.ref is None or self.scale is None else self.ref.nbytes + self.scale.nbytes
-        return int(self.payload.nbytes) + meta
+        return int(self.payload.nbytes) + meta + lossless.nbytes(self.blocks)
 
 
-def nominal_bytes(bits: int) -> float:
-    return tier(bits).nominal_bytes
+def nominal_bytes(bits: int | str) -> float:
+    return named(bits).nominal_bytes if isinstance(bits, str) else tier(bits).nominal_bytes
 
 
 def _check(values: npt.ArrayLike, finite: bool = True) -> F64:
@@ -78,7 +87,15 @@ def _check(values: npt.ArrayLike, finite: bool = True) -> F64:
     return x
 
 
-def encode(values: npt.ArrayLike, bits: int) -> Encoded:
+def encode(values: npt.ArrayLike, bits: int | str, block: int = lossless.BLOCK) -> Encoded:
+    """values in a tier given by bits or by name; ``block``: values per lossless block."""
+    if isinstance(bits, str):
+        spec = named(bits)  # raises, naming the known tiers
+        if not spec.lossless:
+            return encode(values, spec.bits)
+        kind: lossless.Kind = "ticks" if spec.name == "ticks" else "lossless"
+        blocks = lossless.encode(values, kind, block)
+        return Encoded(64, sum(b.n for b in blocks), _NO_PAYLOAD, tier=spec.name, blocks=blocks)
     if bits in _INT:  # the compiled encoders find infinities in the same pass
         return _encode_blocks(_check(values, finite=False), bits)
     if bits == 32:
@@ -239,6 +256,8 @@ def measured_error(values: npt.ArrayLike, enc: Encoded) -> tuple[float, float]:
 
 def decode(enc: Encoded) -> F64:
     """Back to float64 (the top tier returns numpy.longdouble's value rounded to float64)."""
+    if enc.tier in LOSSLESS_NAMES:
+        return lossless.decode(enc.blocks)
     if enc.bits == 64:
         return np.asarray(enc.payload, dtype=np.float64).copy()
     if enc.bits == 32:
@@ -290,9 +309,9 @@ def _decode_blocks_numpy(enc: Encoded) -> F64:
     return out.reshape(-1)[:n]
 
 
-def reencode(enc: Encoded, bits: int) -> Encoded:
+def reencode(enc: Encoded, bits: int | str) -> Encoded:
     """Change tier. From a lossy tier the errors add up (triangle inequality), and say so."""
-    if bits == enc.bits:
+    if (named(bits).name if isinstance(bits, str) else tier(bits).name) == enc.tier_name:
         return enc
     again = encode(decode(enc), bits)
     return replace(

@@ -2,6 +2,10 @@
 
 A new tier is a row here, its encoder in ``shared/codecs.py`` (and the C kernel if it is a block
 tier); everything else (names, byte costs, metric labels, report bands) follows from the row.
+
+Tiers are identified by name. ``bits`` (the seed's vocabulary, ``precision_bits`` in messages)
+keys the float and lossy rungs in ``TIERS``; the lossless rungs in ``LOSSLESS_TIERS`` hold float64
+exactly, so their ``bits`` is 64, and they are found by name only (``named``), never by bits.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class TierSpec:
     nominal_bytes: float  # per value, before block metadata
     blockwise: bool  # scaled integers per block of values, with a published error bound
     description: str
+    lossless: bool = False  # compressed, decoded bit for bit: error exactly 0 on any float64
 
 
 TIERS: tuple[TierSpec, ...] = (
@@ -28,6 +33,15 @@ TIERS: tuple[TierSpec, ...] = (
     TierSpec(64, "float64", 8.0, False, "IEEE double precision (exact for float64 input)"),
     TierSpec(80, "extended80", 10.0, False,
              "x87 80-bit extended (numpy.longdouble on x86-64); the seed's '81-bit'"),
+)  # fmt: skip
+
+#: compressed without loss (shared/lossless.py); nominal_bytes is the worst case (float64 plus a
+#: block header), what they really take depends on the data (``python -m bench codecs``)
+LOSSLESS_TIERS: tuple[TierSpec, ...] = (
+    TierSpec(64, "ticks", 8.0, False,
+             "integers on a decimal tick found per block, pcodec-coded; exceptions kept raw", True),
+    TierSpec(64, "lossless", 8.0, False, "pcodec float64, bit for bit (NaN, -0.0, subnormals)",
+             True),
 )  # fmt: skip
 
 BY_BITS: dict[int, TierSpec] = {t.bits: t for t in TIERS}
@@ -40,3 +54,15 @@ def tier(bits: int) -> TierSpec:
     except KeyError:
         known = ", ".join(str(b) for b in ALL_BITS)
         raise ValueError(f"unknown precision tier {bits}; expected one of {known}") from None
+
+
+BY_NAME: dict[str, TierSpec] = {t.name: t for t in (*TIERS, *LOSSLESS_TIERS)}
+LOSSLESS_NAMES: frozenset[str] = frozenset(t.name for t in LOSSLESS_TIERS)
+
+
+def named(name: str) -> TierSpec:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        known = ", ".join(BY_NAME)
+        raise ValueError(f"unknown precision tier {name!r}; expected one of {known}") from None

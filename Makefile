@@ -10,7 +10,7 @@ unexport ARGS
 # no "Entering directory" lines on stdout when make runs under another make (the README test)
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run test lint bench demo clean prometheus
+.PHONY: run test test-arm lint bench demo clean prometheus
 
 # setup.py builds the C block encoder; editing it or its source re-runs the install
 $(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
@@ -44,6 +44,11 @@ prometheus:
 	       "'sudo apt-get install prometheus', or set QAS_SKIP_PROMETHEUS=1 to skip those tests" >&2; \
 	  exit 1; \
 	fi
+
+## make test-arm: the broker-free suite on aarch64 (a Raspberry Pi's userland) under qemu, as root;
+## the sysroot and wheels are cached under .cache/arm64 (docs/raspberry-pi.md)
+test-arm: $(STAMP)
+	bash tools/arm/test-arm.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ See ``core.engine.client`` for the plain-loop form (``BackgroundClient``).
 
 from core.engine.client import BackgroundClient, EngineClient, connect
 from core.engine.compute import BatchSizer, PrecisionContext
+from core.engine.errors import ClientClosed, ClientFailed, ClientOptionError, StoreValueError
 from core.engine.feedback import FeedbackReporter, resident_bytes
 from core.engine.follow import Adopted, Adopter, DecisionFollower, Verify, signed_by
 from core.engine.store import EngineStore
@@ -19,11 +20,15 @@ __all__ = [
     "Adopter",
     "BackgroundClient",
     "BatchSizer",
+    "ClientClosed",
+    "ClientFailed",
+    "ClientOptionError",
     "DecisionFollower",
     "EngineClient",
     "EngineStore",
     "FeedbackReporter",
     "PrecisionContext",
+    "StoreValueError",
     "Verify",
     "connect",
     "resident_bytes",

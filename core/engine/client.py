@@ -21,18 +21,24 @@ in the same process; with Kafka, QAS runs as its own services (``qas run --boots
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
 import logging
+import queue
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from core.engine.compute import BatchSizer, PrecisionContext
+from core.engine.errors import ClientClosed, ClientFailed
 from core.engine.feedback import FeedbackReporter
 from core.engine.follow import Adopted, DecisionFollower, Verify, signed_by
+from core.engine.options import check
 from core.engine.store import EngineStore
 from services.bus.base import Bus
 from services.bus.kafka import KafkaBus
@@ -49,6 +55,11 @@ from shared.signing import KeyRing
 log = logging.getLogger("qas.engine")
 
 
+def backoff_seconds(attempt: int) -> float:
+    """Wait before restarting a failed task: 0.5 s doubling per consecutive failure, up to 30."""
+    return float(min(30.0, 0.5 * 2.0 ** (attempt - 1)))
+
+
 class EngineClient:
     """The engine's side of QAS on one bus (the bus is started and stopped by its owner)."""
 
@@ -63,15 +74,28 @@ class EngineClient:
         store_budget_bytes: int = 64 << 20,
         max_store_bytes: int | None = None,
         feedback_interval_seconds: float = 1.0,
+        stale_after_seconds: float = 120.0,
+        adopted_kept: int = 256,
+        reports_kept: int = 256,
         verify: Verify | None = None,
         clock: Callable[[], float] = time.time,
         stop: asyncio.Event | None = None,
         sizer: BatchSizer | None = None,
+        restart_backoff: Callable[[int], float] = backoff_seconds,
     ) -> None:
+        check("EngineClient", {
+            "host_id": host_id, "latency_objective_ms": latency_objective_ms,
+            "memory_limit_bytes": memory_limit_bytes, "store_budget_bytes": store_budget_bytes,
+            "max_store_bytes": max_store_bytes,
+            "feedback_interval_seconds": feedback_interval_seconds,
+            "stale_after_seconds": stale_after_seconds, "adopted_kept": adopted_kept,
+            "reports_kept": reports_kept, "verify": verify, "clock": clock,
+        })  # fmt: skip
         self.bus = bus
         self.settings = settings or Settings()
         self.host_id = host_id or self.settings.host_id or socket.gethostname()
         self.stop = stop or asyncio.Event()
+        self.clock = clock
         self.follower = DecisionFollower(
             bus, self.settings, self.host_id, verify=verify, clock=clock, stop=self.stop
         )
@@ -79,16 +103,60 @@ class EngineClient:
         self.sizer = sizer or BatchSizer()
         self.precision = PrecisionContext()
         self.reporter = FeedbackReporter(
-            self.host_id, latency_objective_ms, memory_limit_bytes, clock=clock
+            self.host_id, float(latency_objective_ms), memory_limit_bytes, clock=clock
         )
-        self.feedback_interval_seconds = feedback_interval_seconds
+        self.feedback_interval_seconds = float(feedback_interval_seconds)
+        self.stale_after_seconds = float(stale_after_seconds)
+        self.restart_backoff = restart_backoff
         self.on_adopt: Callable[[Adopted], None] | None = None
-        self.adopted: list[Adopted] = []
-        self.reports: list[FeedbackReport] = []
+        self.listeners: list[Callable[[Adopted], None]] = []  # called before ``on_adopt``
+        # Bounded: one report a second is 86 400 a day; only the newest are kept.
+        self.adopted: deque[Adopted] = deque(maxlen=adopted_kept)
+        self.reports: deque[FeedbackReport] = deque(maxlen=reports_kept)
+        self.failures = 0  # background task failures, restarted or not
+        self.last_error: BaseException | None = None
+        self.fatal: BaseException | None = None  # a failure that was not restarted
+        self.closed = False
+        self._failing: set[str] = set()  # tasks whose last run failed (until they succeed)
+
+    # --- health -----------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """No background task is failing now and the client is open."""
+        return not self.closed and self.fatal is None and not self._failing
+
+    def _check_usable(self, what: str) -> None:
+        if self.closed:
+            raise ClientClosed(f"{what} after the QAS engine client was closed")
+        if self.fatal is not None:
+            raise ClientFailed(
+                f"{what}: the QAS engine client stopped following decisions: {self.fatal!r}"
+            ) from self.fatal
+
+    def _failed(self, task: str, exc: BaseException, restart: bool) -> None:
+        self.failures += 1
+        self.last_error = exc
+        self._failing.add(task)
+        if restart:
+            log.error("QAS %s failed (failure %d), restarting: %r", task, self.failures, exc,
+                      exc_info=exc)  # fmt: skip
+        else:
+            self.fatal = exc
+            log.error("QAS %s failed (failure %d), not restarted; the engine's next call "
+                      "raises it: %r", task, self.failures, exc, exc_info=exc)  # fmt: skip
 
     @property
     def current(self) -> Adopted | None:
-        return self.follower.current
+        """The decision in force, with its age now and whether it is stale (older than
+        ``stale_after_seconds``); None before the first. Raises ``ClientFailed`` once the
+        follower has died and ``ClientClosed`` after close."""
+        self._check_usable("current")
+        a = self.follower.current
+        if a is None:
+            return None
+        age = max(0.0, self.clock() - a.decision.event_time)
+        return dataclasses.replace(a, age_seconds=age, stale=age > self.stale_after_seconds)
 
     def _adopted(self, a: Adopted) -> None:
         d = a.decision
@@ -102,6 +170,8 @@ class EngineClient:
             d.decision_id, self.sizer.size, d.precision_tier, d.scaling_factor,
             a.latency_seconds * 1000,
         )  # fmt: skip
+        for listener in self.listeners:
+            listener(a)
         if self.on_adopt is not None:
             self.on_adopt(a)
 
@@ -119,6 +189,8 @@ class EngineClient:
     # --- measurements -----------------------------------------------------------------------
 
     def record_batch(self, seconds: float, items: int) -> None:
+        """One batch of ``items`` items (an item: one symbol at one bar) took ``seconds``."""
+        self._check_usable("record_batch")
         self.reporter.record_batch(seconds, items)
 
     async def send_feedback(self) -> FeedbackReport:
@@ -137,18 +209,47 @@ class EngineClient:
                 await asyncio.wait_for(self.stop.wait(), self.feedback_interval_seconds)
             if self.reporter.batches:
                 await self.send_feedback()
+                self._failing.discard("feedback")
+
+    async def _supervise_feedback(self) -> None:
+        """The feedback loop, restarted with backoff when it fails: a lost report is safe."""
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                await self.feedback_loop()
+                return
+            except Exception as exc:
+                attempt = attempt + 1 if "feedback" in self._failing else 1
+                self._failed("feedback", exc, restart=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.restart_backoff(attempt))
+
+    async def _supervise_follow(self) -> None:
+        """The follower, not restarted: a failed adoption may have half-enacted a decision, so
+        the engine is told instead (its next ``record_batch``/``current`` raises)."""
+        try:
+            await self.follow()
+        except Exception as exc:
+            self._failed("decision follower", exc, restart=False)
 
     async def run(self) -> None:
         """Follow decisions and report feedback until ``stop`` is set."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.follow())
-            tg.create_task(self.feedback_loop())
+            tg.create_task(self._supervise_follow())
+            tg.create_task(self._supervise_feedback())
+
+    def close(self) -> None:
+        """Stop the client's tasks and refuse further use (``ClientClosed``). Idempotent."""
+        self.closed = True
+        self.stop.set()
+        self.store.close()
 
     # --- market inputs (optional: QAS derives entropy from ticks) ----------------------------
 
     async def publish_tick(
         self, symbol: str, price: float, event_time: float | None = None
     ) -> None:
+        self._check_usable("publish_tick")
         t = time.time() if event_time is None else event_time
         tick = PriceTick(event_time=t, host_id=self.host_id, symbol=symbol, price=price)
         await self.bus.publish(self.settings.topics.ticks, self.host_id, encode(tick))
@@ -156,6 +257,7 @@ class EngineClient:
     async def publish_inputs(
         self, *, entropy: float | None = None, profit: float | None = None
     ) -> None:
+        self._check_usable("publish_inputs")
         t = time.time()
         if entropy is not None:
             m = MarketEntropy(event_time=t, host_id=self.host_id, value=entropy)
@@ -163,6 +265,13 @@ class EngineClient:
         if profit is not None:
             p = ProfitPotential(event_time=t, host_id=self.host_id, value=profit)
             await self.bus.publish(self.settings.topics.profit, self.host_id, encode(p))
+
+    async def publish_ticks(
+        self, ticks: Iterable[tuple[str, float]], event_time: float | None = None
+    ) -> None:
+        """Several ``(symbol, price)`` ticks of one instant."""
+        for symbol, price in ticks:
+            await self.publish_tick(symbol, price, event_time)
 
 
 def make_bus(
@@ -206,6 +315,9 @@ async def connect(
     ``thermal_source``: an announced thermal state (0..1) the embedded observer reports beside
     its sensors (the higher wins), e.g. a file a test harness writes.
     """
+    check("connect", {"bootstrap_servers": bootstrap_servers, "host_id": host_id,
+                      "embedded_qas": embedded_qas, "thermal_source": thermal_source, **options},
+          known=_PASSED_ON)  # fmt: skip
     settings = settings or Settings()
     host = host_id or settings.host_id or socket.gethostname()
     own_bus = bus is None
@@ -216,44 +328,66 @@ async def connect(
         keys = KeyRing.ephemeral()
     if keys is not None and options.get("verify") is None:
         options["verify"] = signed_by(keys)
-    if own_bus:
-        await bus.start()
     stop = asyncio.Event()
     client = EngineClient(bus, settings, host, stop=stop, **options)
+    if own_bus:
+        await bus.start()
     tasks: list[asyncio.Task[None]] = []
+
+    def watch(name: str, task: asyncio.Task[None]) -> None:
+        # QAS beside the engine: without it no decision comes, so the engine must be told
+        def done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None and not stop.is_set():
+                client._failed(name, t.exception(), restart=False)  # type: ignore[arg-type]
+
+        task.add_done_callback(done)
+        tasks.append(task)
+
     try:
         if embedded_qas:
             probe = HardwareProbe(
                 settings, host, nvml=NvmlReader(load_pynvml()), thermal_source=thermal_source
             )
-            tasks.append(asyncio.create_task(ObserverService(bus, probe, settings).run(stop)))
+            watch(
+                "embedded observer",
+                asyncio.create_task(ObserverService(bus, probe, settings).run(stop)),
+            )
             decider = DeciderService(bus, settings, host, signer=keys)
-            tasks.append(asyncio.create_task(decider.run(stop)))
+            watch("embedded decider", asyncio.create_task(decider.run(stop)))
         tasks.append(asyncio.create_task(client.run()))
         yield client
     finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        client.close()
+        # failures were logged at ERROR, counted and kept in ``client.last_error`` as they
+        # happened; closing does not raise them a second time
+        await asyncio.gather(*tasks, return_exceptions=True)
         if own_bus:
             await bus.stop()
-        for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-                raise r
+
+
+#: What ``connect`` passes on to ``EngineClient`` or uses itself, beyond the declared options.
+_PASSED_ON = ("settings", "bus", "keys", "security", "sizer", "restart_backoff")
 
 
 class BackgroundClient:
     """``connect`` on a background thread, for an engine written as a plain loop.
 
     The engine's thread reads ``sizer``, ``precision``, ``store`` and ``current`` and calls
-    ``record_batch``; adoption and reporting run on the client's own event loop.
+    ``record_batch``; adoption and reporting run on the client's own event loop, and so does
+    ``on_adopt`` (keep it short; ``decisions()`` hands adoptions to the engine's thread instead).
+    The options are ``connect``'s, validated here, before the thread starts.
     """
 
     def __init__(self, **connect_options: Any) -> None:
+        check("BackgroundClient", connect_options, known=_PASSED_ON)
         self._options = connect_options
         self._ready = threading.Event()
         self._client: EngineClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: BaseException | None = None
+        self._closed = False
+        self._on_adopt: Callable[[Adopted], None] | None = None
+        self._queues: list[queue.SimpleQueue[Adopted]] = []
         self._thread = threading.Thread(target=self._main, name="qas-engine-client", daemon=True)
 
     def _main(self) -> None:
@@ -261,25 +395,41 @@ class BackgroundClient:
             asyncio.run(self._serve())
         except BaseException as exc:  # surfaced to the engine's thread
             self._error = exc
+            log.error("QAS engine client thread failed: %r", exc, exc_info=exc)
             self._ready.set()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         async with connect(**self._options) as client:
+            client.on_adopt = self._on_adopt
+            client.listeners.append(self._hand_over)
             self._client = client
             self._ready.set()
             await client.stop.wait()
 
+    def _hand_over(self, a: Adopted) -> None:
+        for q in list(self._queues):
+            q.put(a)
+
     def start(self, timeout: float = 30.0) -> BackgroundClient:
+        if self._closed:
+            raise ClientClosed("BackgroundClient.start() after close()")
         self._thread.start()
         if not self._ready.wait(timeout) or self._client is None:
             raise RuntimeError(f"QAS engine client did not start: {self._error!r}")
         return self
 
     def close(self, timeout: float = 30.0) -> None:
+        """Stop the client's thread; later calls raise ``ClientClosed``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._client is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._client.stop.set)
-        self._thread.join(timeout)
+            self._client.store.close()
+            with contextlib.suppress(RuntimeError):  # the loop may be gone already
+                self._loop.call_soon_threadsafe(self._client.close)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         if self._error is not None:
             raise self._error
 
@@ -291,12 +441,47 @@ class BackgroundClient:
 
     @property
     def client(self) -> EngineClient:
-        assert self._client is not None, "BackgroundClient used before start()"
+        """The asyncio client behind this one (its loop runs on the client's thread)."""
+        if self._closed:
+            raise ClientClosed("BackgroundClient used after close()")
+        if self._client is None:
+            raise RuntimeError("BackgroundClient used before start()")
         return self._client
 
     @property
     def current(self) -> Adopted | None:
         return self.client.current
+
+    @property
+    def healthy(self) -> bool:
+        return not self._closed and self._client is not None and self._client.healthy
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._error if self._client is None else self._client.last_error
+
+    @property
+    def on_adopt(self) -> Callable[[Adopted], None] | None:
+        return self._on_adopt
+
+    @on_adopt.setter
+    def on_adopt(self, callback: Callable[[Adopted], None] | None) -> None:
+        """Called on the client's thread for each adopted decision."""
+        self._on_adopt = callback
+        if self._client is not None:
+            self._client.on_adopt = callback
+
+    def decisions(self, poll_seconds: float = 0.1) -> Iterator[Adopted]:
+        """Each adopted decision, on the calling thread, until the client is closed."""
+        q: queue.SimpleQueue[Adopted] = queue.SimpleQueue()
+        self._queues.append(q)
+        try:
+            while not self._closed:
+                self.client._check_usable("decisions")
+                with contextlib.suppress(queue.Empty):
+                    yield q.get(timeout=poll_seconds)
+        finally:
+            self._queues.remove(q)
 
     @property
     def sizer(self) -> BatchSizer:
@@ -310,16 +495,42 @@ class BackgroundClient:
     def store(self) -> EngineStore:
         return self.client.store
 
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+    def _loop_or_closed(self, what: str) -> asyncio.AbstractEventLoop:
+        self.client._check_usable(what)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(fn, *args)
+        return self._loop
 
-    def _submit(self, coro: Coroutine[Any, Any, None]) -> None:
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(coro, self._loop)
+    def _submit(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+        client = self.client
+        try:
+            loop = self._loop_or_closed(what)
+        except BaseException:
+            coro.close()  # never scheduled: no "coroutine never awaited" warning
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+
+        def done(f: concurrent.futures.Future[None]) -> None:
+            exc = None if f.cancelled() else f.exception()
+            if exc is None:
+                client._failing.discard("publish")
+            else:
+                client._failed("publish", exc, restart=True)
+
+        future.add_done_callback(done)
 
     def record_batch(self, seconds: float, items: int) -> None:
-        self._call(self.client.record_batch, seconds, items)
+        """One batch of ``items`` items (an item: one symbol at one bar) took ``seconds``."""
+        self._loop_or_closed("record_batch").call_soon_threadsafe(
+            self.client.record_batch, seconds, items
+        )
 
-    def publish_tick(self, symbol: str, price: float) -> None:
-        self._submit(self.client.publish_tick(symbol, price))
+    def publish_tick(self, symbol: str, price: float, event_time: float | None = None) -> None:
+        self._submit("publish_tick", self.client.publish_tick(symbol, price, event_time))
+
+    def publish_ticks(
+        self, ticks: Iterable[tuple[str, float]], event_time: float | None = None
+    ) -> None:
+        self._submit("publish_ticks", self.client.publish_ticks(list(ticks), event_time))
+
+    def publish_inputs(self, *, entropy: float | None = None, profit: float | None = None) -> None:
+        self._submit("publish_inputs", self.client.publish_inputs(entropy=entropy, profit=profit))

@@ -9,6 +9,8 @@ interval, so each report measures one configuration.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import resource
 import time
@@ -17,7 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.messages import FeedbackReport, ScalingDecision
+from shared.messages import FLOAT_MAX, FeedbackReport, ScalingDecision
+
+log = logging.getLogger("qas.engine")
 
 
 def resident_bytes() -> int:
@@ -44,11 +48,20 @@ class FeedbackReporter:
     _late: int = 0
     _queue: int = 0
     _since: float = field(default=0.0)
+    # Reports whose store error bound was not finite (clamped to FLOAT_MAX: "unbounded"), and why
+    clamped_error_bounds: int = 0
+    last_clamp_reason: str | None = None
 
     def __post_init__(self) -> None:
         self._since = self.clock()
 
     def record_batch(self, seconds: float, items: int) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"record_batch seconds={seconds!r}: must be a number of seconds")
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"record_batch seconds={seconds!r}: must be finite and >= 0")
+        if isinstance(items, bool) or not isinstance(items, int) or items < 0:
+            raise ValueError(f"record_batch items={items!r}: must be a whole number >= 0")
         self._latencies.append(seconds * 1000.0)
         self._items += items
 
@@ -80,6 +93,17 @@ class FeedbackReporter:
         lat = np.asarray(self._latencies) if self._latencies else np.zeros(1)
         d = self.decision
         interval = max(1e-9, now - self._since)
+        bound = float(store_error_bound)
+        if not (math.isfinite(bound) and bound >= 0):
+            # e.g. a price <= 0 in a block: its relative error is unbounded. A report that
+            # cannot be encoded would kill the reporter, so it says "unbounded" instead.
+            self.clamped_error_bounds += 1
+            why = f"store error bound {bound!r} is not a finite number >= 0; reported as FLOAT_MAX"
+            if why != self.last_clamp_reason:
+                log.warning("%s (a stored value is <= 0 or not finite, so relative error is "
+                            "unbounded)", why)  # fmt: skip
+            self.last_clamp_reason = why
+            bound = FLOAT_MAX
         out = FeedbackReport(
             event_time=now,
             host_id=self.host_id,
@@ -99,7 +123,7 @@ class FeedbackReporter:
             dropped_ticks=self._dropped,
             late_ticks=self._late,
             store_bytes=store_bytes,
-            store_error_bound=store_error_bound,
+            store_error_bound=min(bound, FLOAT_MAX),
         )
         self._reset(now)
         return out

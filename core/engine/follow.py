@@ -44,6 +44,10 @@ class Adopted:
 
     decision: ScalingDecision
     adopted_at: float
+    # As ``EngineClient.current`` hands it out: the decision's age then (event time to now),
+    # and whether that is beyond the client's ``stale_after_seconds``.
+    age_seconds: float = 0.0
+    stale: bool = False
 
     @property
     def latency_seconds(self) -> float:

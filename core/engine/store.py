@@ -20,6 +20,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from core.engine.errors import ClientClosed, StoreValueError
+from core.engine.options import check
 from services.applier.actuators import PoolEnactor
 from services.applier.pool import TieredPool
 from shared.codecs import decode
@@ -40,6 +42,11 @@ class EngineStore:
         clock: Callable[[], float] = time.time,
         retry_writes: int = 4,
     ) -> None:
+        check("EngineStore", {
+            "budget_bytes": budget_bytes, "max_budget_bytes": max_budget_bytes, "tier": tier,
+            "chunk": chunk, "high_value_threshold": high_value_threshold, "clock": clock,
+            "retry_writes": retry_writes,
+        })  # fmt: skip
         self.pool = TieredPool(
             budget_bytes=budget_bytes, high_value_threshold=high_value_threshold, tier=tier
         )
@@ -52,6 +59,9 @@ class EngineStore:
         self.retry_writes = retry_writes
         self.rejected = 0  # writes the pool refused (kept pending and retried)
         self.dropped_values = 0  # values dropped after ``retry_writes`` refused writes
+        self._gaps: dict[str, int] = {}  # NaN values appended per series (stored as gaps)
+        self.refused_appends = 0  # appends refused whole (an infinity)
+        self.closed = False
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -61,13 +71,36 @@ class EngineStore:
         False when the pool refused a block (its budget is below its high-value data alone):
         the values then stay pending, exact, and are retried with the next flush; at most
         ``retry_writes`` refused writes are kept, the oldest dropped first (counted).
+
+        An append holding an infinity is refused whole (``StoreValueError``) and leaves the
+        series as it was. NaN is stored as a gap (a missing value) and counted: ``gaps(name)``.
         """
+        if self.closed:
+            raise ClientClosed(f"EngineStore.append({name!r}) after the store was closed")
+        arr = np.array(values, dtype=np.float64).ravel()  # a copy: the caller may reuse its array
+        nan = np.isnan(arr)
+        if not np.isfinite(arr[~nan]).all():
+            self.refused_appends += 1
+            raise StoreValueError(
+                f"append to {name!r} refused: {int(np.isinf(arr).sum())} infinite value(s) "
+                f"among {len(arr)}; nothing of it was stored"
+            )
+        if nan.any():
+            self._gaps[name] = self._gaps.get(name, 0) + int(nan.sum())
         pending = self._pending.setdefault(name, [])
-        pending.append(np.asarray(values, dtype=np.float64).ravel())
+        pending.append(arr)
         self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
         if sum(len(p) for p in pending) >= self.chunk:
             return self.flush(name)
         return True
+
+    def gaps(self, name: str | None = None) -> int:
+        """NaN values appended to series ``name`` (all series: None), stored as gaps."""
+        return sum(self._gaps.values()) if name is None else self._gaps.get(name, 0)
+
+    def close(self) -> None:
+        """Refuse further appends (``ClientClosed``); reads still answer. Idempotent."""
+        self.closed = True
 
     def flush(self, name: str | None = None) -> bool:
         ok = True

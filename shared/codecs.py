@@ -26,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from shared import lossless
-from shared.precision import longdouble_format, platform_top_bits
+from shared.longdouble import longdouble_format
+from shared.precision import platform_top_bits
 from shared.tiers import LOSSLESS_NAMES, Bits, named, tier
 
 try:  # the compiled encoders, built by `pip install` where a C compiler exists (setup.py)

@@ -4,7 +4,7 @@ The seed's "81-bit" tier does not exist in IEEE 754; the widest type numpy offer
 ``numpy.longdouble``, and what it is depends on the platform: the 80-bit x87 extended format on
 x86-64 Linux (64-bit mantissa, 10 significant bytes in 16), IEEE quad precision on aarch64 Linux
 (a Raspberry Pi: 112-bit mantissa, all 16 bytes significant, computed in software), and plain
-float64 on macOS ARM64 and Windows. ``longdouble_format`` says which one the platform gave.
+float64 on macOS ARM64 and Windows. ``shared.longdouble`` says which one the platform gave.
 
 Rule (docs/decision.md has the table):
     profit >= high_value (0.8)  -> top tier;  profit <= low_value (0.3) -> 8-bit;  else 16-bit
@@ -15,39 +15,18 @@ Rule (docs/decision.md has the table):
 from __future__ import annotations
 
 import functools
-from typing import Literal, NamedTuple
-
-import numpy as np
+from typing import Literal
 
 from shared.config import DecisionConstants
+from shared.longdouble import longdouble_format
 from shared.tiers import ALL_BITS, TIERS, Bits
 
 TIER_NAMES: dict[int, str] = {t.bits: t.name for t in TIERS}
 
 
-class LongDoubleFormat(NamedTuple):
-    name: str  # what the top tier really is on this platform
-    significant_bytes: int  # the bytes of one numpy.longdouble that carry its value
-    software: bool  # computed by a software library, not by the FPU
-
-
-def longdouble_format(nmant: int | None = None, itemsize: int | None = None) -> LongDoubleFormat:
-    """The platform's numpy.longdouble (arguments: another platform's, for tests)."""
-    nmant = np.finfo(np.longdouble).nmant if nmant is None else nmant
-    itemsize = np.dtype(np.longdouble).itemsize if itemsize is None else itemsize
-    if nmant <= 52:
-        return LongDoubleFormat("float64", 8, False)
-    if nmant == 63:  # x87: 8 mantissa bytes, then sign and exponent; the rest is padding
-        return LongDoubleFormat("x87 extended (80-bit)", 10, False)
-    if nmant == 112:  # the sign and exponent sit in the last two of the 16 bytes
-        return LongDoubleFormat("IEEE quad (128-bit)", itemsize, True)
-    # double-double (POWER) or anything else wider: keeping every byte is always exact
-    return LongDoubleFormat(f"longdouble ({nmant}-bit mantissa)", itemsize, True)
-
-
 def platform_top_bits() -> Literal[64, 80]:
     """80 (the seed's top tier) when numpy.longdouble is wider than float64, else 64."""
-    return 80 if np.finfo(np.longdouble).nmant > 52 else 64
+    return 80 if longdouble_format().significant_bytes > 8 else 64
 
 
 @functools.cache  # pure; asked for on every decision, with one of two values

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.longdouble import longdouble_format
+
 Bits = Literal[8, 16, 32, 64, 80]
 
 
@@ -26,13 +28,15 @@ class TierSpec:
     lossless: bool = False  # compressed, decoded bit for bit: error exactly 0 on any float64
 
 
+_TOP = longdouble_format()  # the top row is booked as what this platform's longdouble holds
+
 TIERS: tuple[TierSpec, ...] = (
     TierSpec(8, "block8", 1.0, True, "8-bit blockwise quantised, bounded error per block"),
     TierSpec(16, "block16", 2.0, True, "16-bit offsets from a block reference"),
     TierSpec(32, "float32", 4.0, False, "IEEE single precision"),
     TierSpec(64, "float64", 8.0, False, "IEEE double precision (exact for float64 input)"),
-    TierSpec(80, "extended80", 10.0, False,
-             "x87 80-bit extended (numpy.longdouble on x86-64); the seed's '81-bit'"),
+    TierSpec(80, _TOP.tier_name, float(max(10, _TOP.significant_bytes)), False,
+             f"{_TOP.name}: this platform's numpy.longdouble; the seed's '81-bit'"),
 )  # fmt: skip
 
 #: compressed without loss (shared/lossless.py); nominal_bytes is the worst case (float64 plus a

@@ -24,7 +24,8 @@ from shared.codecs import (
     nominal_bytes,
     reencode,
 )
-from shared.precision import longdouble_format, platform_top_bits
+from shared.longdouble import longdouble_format
+from shared.precision import platform_top_bits
 from tests.support.data import sp500_close, tick_like, wti
 
 REAL = {"sp500": sp500_close, "wti": wti, "ticks": tick_like}

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from shared.codecs import decode, decode_extended, encode
-from shared.precision import longdouble_format, platform_top_bits
+from shared.longdouble import longdouble_format
+from shared.precision import platform_top_bits
+from shared.tiers import tier
 
 FLOAT64_EDGES = np.array([
     0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, -2.2250738585072014e-308,
@@ -44,18 +46,25 @@ def test_top_tier_round_trips_the_whole_float64_range(x: np.ndarray) -> None:
     assert np.array_equal(decode_extended(enc), x.astype(np.longdouble))
 
 
-@pytest.mark.parametrize(("nmant", "itemsize", "name", "kept", "software"), [
-    (52, 8, "float64", 8, False),                     # macOS ARM64, Windows
-    (63, 16, "x87 extended (80-bit)", 10, False),     # x86-64 Linux
-    (63, 12, "x87 extended (80-bit)", 10, False),     # i386
-    (112, 16, "IEEE quad (128-bit)", 16, True),       # aarch64 Linux: a Raspberry Pi
-    (105, 16, "longdouble (105-bit mantissa)", 16, True),  # POWER double-double
+@pytest.mark.parametrize(("nmant", "itemsize", "expected"), [
+    (52, 8, ("float64", "extended80", 8, False)),               # macOS ARM64, Windows
+    (63, 16, ("x87 extended (80-bit)", "extended80", 10, False)),  # x86-64 Linux
+    (63, 12, ("x87 extended (80-bit)", "extended80", 10, False)),  # i386
+    (112, 16, ("IEEE quad (128-bit)", "quad128", 16, True)),    # aarch64 Linux: a Raspberry Pi
+    (105, 16, ("longdouble (105-bit mantissa)", "longdouble", 16, True)),  # POWER double-double
 ])  # fmt: skip
 def test_longdouble_formats_of_each_platform(
-    nmant: int, itemsize: int, name: str, kept: int, software: bool
+    nmant: int, itemsize: int, expected: tuple[str, str, int, bool]
 ) -> None:
-    fmt = longdouble_format(nmant, itemsize)
-    assert (fmt.name, fmt.significant_bytes, fmt.software) == (name, kept, software)
+    assert tuple(longdouble_format(nmant, itemsize)) == expected
+
+
+def test_the_registry_books_the_top_tier_as_the_platform_holds_it() -> None:
+    top, fmt = tier(80), longdouble_format()
+    assert top.name == fmt.tier_name and fmt.name in top.description
+    if platform_top_bits() == 80:
+        assert top.nominal_bytes == fmt.significant_bytes
+        assert encode(np.ones(512), 80).nbytes == top.nominal_bytes * 512
 
 
 def test_this_platforms_format_matches_numpy() -> None:

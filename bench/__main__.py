@@ -13,7 +13,7 @@ import sys
 import time
 
 NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
-SLOW = ["soak", "fleet", "broker", "rejoin", "restarts"]  # run only when named: minutes long, broker faults, kills, limits
+SLOW = ["soak", "fleet", "broker", "rejoin", "restarts", "footprint", "top_tier"]  # run only when named: minutes long, broker faults, kills, limits, child processes
 
 
 def main() -> int:

@@ -112,4 +112,7 @@ run -m app.cli decide --help >/dev/null
 run -m app.cli decide
 run -m app.cli replay sample --json | tail -n 1
 run -m app.cli run --duration 5 --json | tail -n 2
+# 7. the footprint a Pi pays (resident sizes compare with x86-64's; qemu's times mean nothing)
+run -m bench.footprint
+run -m bench.top_tier
 say "passed on $(run -c 'import platform; print(platform.machine())')"

@@ -99,11 +99,18 @@ class EngineClient:
         self.follower = DecisionFollower(
             bus, self.settings, self.host_id, verify=verify, clock=clock, stop=self.stop
         )
-        self.store = EngineStore(store_budget_bytes, max_budget_bytes=max_store_bytes, clock=clock)
+        self.store = EngineStore(
+            int(store_budget_bytes),
+            max_budget_bytes=None if max_store_bytes is None else int(max_store_bytes),
+            clock=clock,
+        )
         self.sizer = sizer or BatchSizer()
         self.precision = PrecisionContext()
         self.reporter = FeedbackReporter(
-            self.host_id, float(latency_objective_ms), memory_limit_bytes, clock=clock
+            self.host_id,
+            float(latency_objective_ms),
+            None if memory_limit_bytes is None else int(memory_limit_bytes),
+            clock=clock,
         )
         self.feedback_interval_seconds = float(feedback_interval_seconds)
         self.stale_after_seconds = float(stale_after_seconds)
@@ -388,6 +395,7 @@ class BackgroundClient:
         self._closed = False
         self._on_adopt: Callable[[Adopted], None] | None = None
         self._queues: list[queue.SimpleQueue[Adopted]] = []
+        self._in_flight: set[concurrent.futures.Future[None]] = set()  # publishes not yet sent
         self._thread = threading.Thread(target=self._main, name="qas-engine-client", daemon=True)
 
     def _main(self) -> None:
@@ -424,6 +432,8 @@ class BackgroundClient:
         if self._closed:
             return
         self._closed = True
+        # what the engine published before closing is sent first
+        concurrent.futures.wait(list(self._in_flight), timeout)
         if self._client is not None and self._loop is not None:
             self._client.store.close()
             with contextlib.suppress(RuntimeError):  # the loop may be gone already
@@ -473,8 +483,12 @@ class BackgroundClient:
 
     def decisions(self, poll_seconds: float = 0.1) -> Iterator[Adopted]:
         """Each adopted decision, on the calling thread, until the client is closed."""
+        self.client._check_usable("decisions")
         q: queue.SimpleQueue[Adopted] = queue.SimpleQueue()
         self._queues.append(q)
+        return self._drain(q, poll_seconds)
+
+    def _drain(self, q: queue.SimpleQueue[Adopted], poll_seconds: float) -> Iterator[Adopted]:
         try:
             while not self._closed:
                 self.client._check_usable("decisions")
@@ -508,8 +522,10 @@ class BackgroundClient:
             coro.close()  # never scheduled: no "coroutine never awaited" warning
             raise
         future = asyncio.run_coroutine_threadsafe(coro, loop)
+        self._in_flight.add(future)
 
         def done(f: concurrent.futures.Future[None]) -> None:
+            self._in_flight.discard(f)
             exc = None if f.cancelled() else f.exception()
             if exc is None:
                 client._failing.discard("publish")

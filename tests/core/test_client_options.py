@@ -96,7 +96,8 @@ def test_good_values_pass_including_numpy_and_int_for_float() -> None:
     import numpy as np
 
     c = EngineClient(MemoryBus(), latency_objective_ms=np.float64(2.5),
-                     memory_limit_bytes=np.int64(1 << 30), feedback_interval_seconds=1)  # fmt: skip
+                     memory_limit_bytes=np.int64(1 << 30),  # type: ignore[arg-type]
+                     feedback_interval_seconds=1)  # fmt: skip
     assert c.reporter.latency_objective_ms == 2.5 and c.feedback_interval_seconds == 1.0
 
 

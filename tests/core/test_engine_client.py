@@ -79,7 +79,7 @@ async def test_callback_form_and_client_enacts_the_decision() -> None:
     client = EngineClient(bus, s, "h", clock=lambda: NOW + 1, store_budget_bytes=1 << 20,
                           max_store_bytes=200_000)  # fmt: skip
     seen: list[int] = []
-    client.on_adopt = lambda a: (seen.append(a.decision.batch_size), client.stop.set())  # type: ignore[func-returns-value]
+    client.on_adopt = lambda a: (seen.append(a.decision.batch_size), client.stop.set())  # type: ignore[func-returns-value,assignment]
     d = msgspec.structs.replace(decision(p=0.1), batch_size=1234)
     await bus.publish(s.topics.decisions, "h", encode(d))
     await asyncio.wait_for(client.follow(), 10)

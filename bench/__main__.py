@@ -22,6 +22,11 @@ def main() -> int:
 
         engine.main(argv=sys.argv[2:])
         return 0
+    if sys.argv[1:2] == ["codecs"]:  # own options too (--csv FILE, --price-column, ...)
+        from bench import codecs
+
+        codecs.main(argv=sys.argv[2:])
+        return 0
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("names", nargs="*", choices=[*NAMES, *SLOW, []], help="which (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer iterations (for CI smoke runs)")

@@ -58,3 +58,19 @@ def test_unknown_tier_raises_naming_the_known_ones() -> None:
         tier(12)
     with pytest.raises(ValueError, match="expected one of 8, 16, 32, 64, 80"):
         codecs.encode(PRICES, 12)
+
+
+def test_lossless_tiers_are_found_by_name_only_and_every_name_encodes() -> None:
+    from shared.tiers import BY_NAME, LOSSLESS_NAMES, LOSSLESS_TIERS, named
+
+    assert LOSSLESS_NAMES == {"ticks", "lossless"} and all(t.lossless for t in LOSSLESS_TIERS)
+    assert not any(t.lossless for t in TIERS)
+    assert tier(64).name == "float64" and BY_BITS[64] is named("float64")  # bits keep their rung
+    assert set(BY_NAME) == {t.name for t in TIERS} | LOSSLESS_NAMES
+    for name, spec in BY_NAME.items():
+        enc = codecs.encode(PRICES, name)
+        assert enc.tier_name == (name if spec.lossless else tier(enc.bits).name)
+        if spec.lossless or spec.bits == 64:
+            assert np.array_equal(codecs.decode(enc), PRICES) and enc.abs_error == 0.0
+    with pytest.raises(ValueError, match="unknown precision tier 'float128'; expected one of"):
+        named("float128")

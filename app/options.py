@@ -159,12 +159,12 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--connect-timeout", "how long to retry an unreachable broker before giving up",
         (*SERVICES, *TOP), positive_float, 30.0, "QAS_CONNECT_TIMEOUT", metavar="SECONDS"),
     Opt("--fetch-max-wait-ms", "longest a Kafka fetch waits for data; Tansu holds every fetch this "
-        "long, so it bounds latency there (README Benchmarks: 10 ms cut Kafka p99 about 4x "
+        "long, so it bounds latency there (docs/benchmarks.md: 10 ms cut Kafka p99 about 4x "
         "against 100 ms at the same throughput)",
         BROKER, positive_float, 10.0, "QAS_FETCH_MAX_WAIT_MS", metavar="MS"),
     Opt("--session-timeout", "Kafka consumer-group session timeout: a member silent this long "
         "(killed, hung) loses its partitions to the others; a fleet's failover takes about this "
-        "plus the rejoin (README \"A fleet of deciders\")",
+        "plus the rejoin (docs/operations.md, \"A fleet of deciders\")",
         SERVICES, positive_float, 6.0, "QAS_SESSION_TIMEOUT", metavar="SECONDS"),
     Opt("--partitions", "partitions of each topic QAS creates (topics that exist keep theirs): "
         "the most deciders of one group that can share the hosts",
@@ -173,8 +173,8 @@ OPTIONS: tuple[Opt, ...] = (
         (*SERVICES, *TOP), positive_float, 1.0, "QAS_SENSOR_INTERVAL", metavar="SECONDS"),
     Opt("--gc-interval", "seconds between full garbage collections: frees at once the cyclic "
         "garbage a broker fault leaves (aiokafka's retried requests), which CPython's own "
-        "schedule can leave for several faults, stepping the resident size up (README "
-        "Reliability); 0: CPython's schedule only",
+        "schedule can leave for several faults, stepping the resident size up "
+        "(docs/reliability.md); 0: CPython's schedule only",
         SERVICES, non_negative_float, 60.0, "QAS_GC_INTERVAL", metavar="SECONDS"),
     Opt("--settings", "TOML file of tuning constants (sections [decision], [applier], [scores], "
         "[thermal] and top-level keys, named as in shared/config.py; what it leaves out keeps "
@@ -327,7 +327,7 @@ def add_log_level(p: argparse.ArgumentParser, top: bool) -> None:
 
 
 def options_markdown() -> str:
-    """The README's option reference, from ``OPTIONS``."""
+    """The option reference in docs/cli.md, from ``OPTIONS``."""
     rows = ["| option | variable | default | commands | meaning |", "|---|---|---|---|---|"]
     for o in (*OPTIONS, LOG_LEVEL, VERSION):
         if o.positional:

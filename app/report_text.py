@@ -73,7 +73,7 @@ def hardware_table(snap: HardwareSnapshot, reading: SensorReading) -> str:
 
 
 def topics_markdown() -> str:
-    """The README's topic table, from the one topic table."""
+    """The topic table in docs/operations.md, from the one topic table."""
     rows = ["| topic | producers | consumers | content |", "|---|---|---|---|"]
     for spec in TABLE:
         name = f"`{spec.default}`" + (" (compacted)" if spec.compacted else "")

@@ -153,6 +153,24 @@ def test_the_readme_has_shell_blocks_and_every_marker_is_explained() -> None:
             assert len(b.reason) >= 10, f"README.md:{b.line}: say why the block is not run"
 
 
+README_MAX_LINES = 350
+DEV_LOG = re.compile(r"\b(?:this|last) round\b|\bissue[ -]?#?\d+", re.IGNORECASE)
+
+
+def test_the_readme_is_a_short_manual() -> None:
+    """At most 350 lines; the rest lives in docs/, which it links; no page reads as a
+    development log (rounds, issue numbers)."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES, "README.md: move detail into docs/"
+    linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)", text))
+    assert len(linked) >= 8, sorted(linked)
+    missing = [p for p in linked if not (ROOT / p).is_file()]
+    assert not missing, f"README.md links pages that do not exist: {missing}"
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        hits = [m.group(0) for m in DEV_LOG.finditer(page.read_text())]
+        assert not hits, f"{page.relative_to(ROOT)} reads as a development log: {hits}"
+
+
 def test_parser_reads_markers_comments_and_continuations() -> None:
     text = ("intro\n\n<!-- readme-test: skip needs docker and a registry -->\n```bash\n"
             "docker compose up -d   # comment\n```\n\n```sh\nqas run \\\n  --json '#x'  # c\n```\n"

@@ -48,13 +48,13 @@ def test_required_option_is_satisfied_by_its_variable(monkeypatch: pytest.Monkey
     assert p.parse_args([]).bootstrap_servers == "127.0.0.1:9092"
 
 
-def test_readme_option_reference_is_the_option_table() -> None:
+def test_cli_reference_is_the_option_table() -> None:
     from pathlib import Path
 
     from app.options import options_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert options_markdown() in readme, "README's option table is stale: paste options_markdown()"
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert options_markdown() in page, "docs/cli.md's option table is stale: paste options_markdown()"
 
 
 def test_each_service_has_its_own_default_metrics_port() -> None:

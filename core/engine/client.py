@@ -36,7 +36,7 @@ from typing import Any
 
 from core.engine.compute import BatchSizer, PrecisionContext
 from core.engine.errors import ClientClosed, ClientFailed
-from core.engine.feedback import FeedbackReporter
+from core.engine.feedback import FeedbackReporter, check_batch
 from core.engine.follow import Adopted, DecisionFollower, Verify, signed_by
 from core.engine.options import check
 from core.engine.store import EngineStore
@@ -138,7 +138,7 @@ class EngineClient:
             raise ClientClosed(f"{what} after the QAS engine client was closed")
         if self.fatal is not None:
             raise ClientFailed(
-                f"{what}: the QAS engine client stopped following decisions: {self.fatal!r}"
+                f"{what}: the QAS engine client stopped adopting decisions: {self.fatal!r}"
             ) from self.fatal
 
     def _failed(self, task: str, exc: BaseException, restart: bool) -> None:
@@ -232,12 +232,27 @@ class EngineClient:
                     await asyncio.wait_for(self.stop.wait(), self.restart_backoff(attempt))
 
     async def _supervise_follow(self) -> None:
-        """The follower, not restarted: a failed adoption may have half-enacted a decision, so
-        the engine is told instead (its next ``record_batch``/``current`` raises)."""
-        try:
-            await self.follow()
-        except Exception as exc:
-            self._failed("decision follower", exc, restart=False)
+        """The follower. Reading decisions is restarted with backoff when the bus fails (the
+        decision in force stays, the group resumes from its commits); a failed adoption is not
+        (it may have half-enacted a decision, or ``on_adopt`` is broken), so the engine is told
+        instead: its next ``record_batch``/``current`` raises."""
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                async for a in self.follower:
+                    try:
+                        self._adopted(a)
+                    except Exception as exc:
+                        self._failed("decision adoption", exc, restart=False)
+                        return
+                    self._failing.discard("decision follower")
+                    attempt = 0
+                return
+            except Exception as exc:
+                attempt += 1
+                self._failed("decision follower", exc, restart=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.restart_backoff(attempt))
 
     async def run(self) -> None:
         """Follow decisions and report feedback until ``stop`` is set."""
@@ -536,6 +551,7 @@ class BackgroundClient:
 
     def record_batch(self, seconds: float, items: int) -> None:
         """One batch of ``items`` items (an item: one symbol at one bar) took ``seconds``."""
+        check_batch(seconds, items)  # here, on the engine's thread, not lost on the client's
         self._loop_or_closed("record_batch").call_soon_threadsafe(
             self.client.record_batch, seconds, items
         )

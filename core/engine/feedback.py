@@ -33,6 +33,16 @@ def resident_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def check_batch(seconds: float, items: int) -> None:
+    """A batch measurement the reporter can summarise, or the error naming what is wrong."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"record_batch seconds={seconds!r}: must be a number of seconds")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"record_batch seconds={seconds!r}: must be finite and >= 0")
+    if isinstance(items, bool) or not isinstance(items, int) or items < 0:
+        raise ValueError(f"record_batch items={items!r}: must be a whole number >= 0")
+
+
 @dataclass
 class FeedbackReporter:
     host_id: str
@@ -56,12 +66,7 @@ class FeedbackReporter:
         self._since = self.clock()
 
     def record_batch(self, seconds: float, items: int) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise TypeError(f"record_batch seconds={seconds!r}: must be a number of seconds")
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"record_batch seconds={seconds!r}: must be finite and >= 0")
-        if isinstance(items, bool) or not isinstance(items, int) or items < 0:
-            raise ValueError(f"record_batch items={items!r}: must be a whole number >= 0")
+        check_batch(seconds, items)
         self._latencies.append(seconds * 1000.0)
         self._items += items
 

@@ -27,6 +27,18 @@ def test_both_forms_have_the_same_names_and_publish_signatures() -> None:
         assert list(a) == list(b), name
 
 
+class RecordingBus(MemoryBus):
+    """The in-process bus, keeping what was published (consumers trim what they commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, key: str, value: bytes) -> None:
+        self.sent.append((topic, value))
+        await super().publish(topic, key, value)
+
+
 def test_background_client_on_adopt_decisions_and_publishing_end_to_end() -> None:
     s = Settings(host_id="forms", sensor_interval_seconds=0.2)
     called: list[tuple[str, str]] = []
@@ -34,7 +46,8 @@ def test_background_client_on_adopt_decisions_and_publishing_end_to_end() -> Non
     def on_adopt(a: Adopted) -> None:
         called.append((a.decision.decision_id, threading.current_thread().name))
 
-    with BackgroundClient(settings=s, host_id="forms") as qas:
+    bus = RecordingBus()
+    with BackgroundClient(settings=s, host_id="forms", bus=bus, embedded_qas=True) as qas:
         assert qas.healthy and qas.last_error is None
         qas.on_adopt = on_adopt
         got: list[Adopted] = []
@@ -49,11 +62,10 @@ def test_background_client_on_adopt_decisions_and_publishing_end_to_end() -> Non
         qas.publish_ticks([("SPX", 4700.25), ("NDX", 16000.5)], event_time=1.0)
         client = qas.client
     # close() sent what was in flight before closing
-    bus, topics = client.bus, s.topics
+    topics = s.topics
     assert client.failures == 0
-    parts = bus._topics  # type: ignore[attr-defined]
-    entropy = [decode(r.value, MarketEntropy) for p in parts[topics.entropy] for r in p.records]
-    ticks = [decode(r.value, PriceTick) for p in parts[topics.ticks] for r in p.records]
+    entropy = [decode(v, MarketEntropy) for t, v in bus.sent if t == topics.entropy]
+    ticks = [decode(v, PriceTick) for t, v in bus.sent if t == topics.ticks]
     assert [m.value for m in entropy] == [0.25]
     assert sorted((t.symbol, t.price) for t in ticks if t.event_time == 1.0) == [
         ("NDX", 16000.5), ("SPX", 4700.25)]  # fmt: skip

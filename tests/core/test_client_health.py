@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import pytest
 
-from core.engine import ClientFailed, EngineClient, FeedbackReporter
+from core.engine import BackgroundClient, ClientFailed, EngineClient, FeedbackReporter
 from core.engine.follow import Adopted
-from services.bus.memory import MemoryBus
+from services.bus.memory import MemoryBus, MemoryConsumer
 from shared.config import Settings
 from shared.messages import FLOAT_MAX, FeedbackReport, decode, encode
 from tests.core.test_engine_client import NOW, decision
@@ -82,11 +84,53 @@ async def test_a_dead_follower_is_raised_by_the_engines_next_call() -> None:
     run = asyncio.create_task(c.run())
     await until(lambda: c.fatal is not None, "the follower failed")
     assert c.failures == 1 and c.last_error is boom and not c.healthy
-    with pytest.raises(ClientFailed, match="stopped following decisions") as err:
+    with pytest.raises(ClientFailed, match="stopped adopting decisions") as err:
         c.record_batch(0.001, 1)
     assert err.value.__cause__ is boom
     with pytest.raises(ClientFailed):
         _ = c.current
+    c.close()
+    await run
+
+
+class FlakyConsumerBus(MemoryBus):
+    """A bus whose consumers' first ``fail`` reads raise."""
+
+    def __init__(self, fail: int) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def consumer(self, topics: Sequence[str], group: str) -> MemoryConsumer:
+        bus = self
+        inner = super().consumer(topics, group)
+        read = inner.getmany
+
+        async def getmany(*args: Any, **kwargs: Any) -> Any:
+            if bus.fail > 0:
+                bus.fail -= 1
+                raise ConnectionError("broker away")
+            return await read(*args, **kwargs)
+
+        inner.getmany = getmany  # type: ignore[method-assign]
+        return inner
+
+
+async def test_a_failing_bus_read_restarts_the_follower_which_then_adopts() -> None:
+    bus, s = FlakyConsumerBus(fail=2), Settings()
+    waits: list[int] = []
+
+    def backoff(n: int) -> float:
+        waits.append(n)
+        return 0.0
+
+    c = EngineClient(bus, s, "h", clock=lambda: NOW + 1, restart_backoff=backoff)
+    run = asyncio.create_task(c.run())
+    await until(lambda: c.failures == 2, "two failed reads")
+    assert not c.healthy and c.fatal is None and isinstance(c.last_error, ConnectionError)
+    c.record_batch(0.001, 1)  # restartable: the engine goes on
+    await bus.publish(s.topics.decisions, "h", encode(decision()))
+    await until(lambda: len(c.adopted) == 1, "adopted after the restart")
+    assert c.healthy and waits == [1, 2] and c.current is not None
     c.close()
     await run
 
@@ -138,3 +182,6 @@ def test_record_batch_refuses_bad_measurements_at_the_call(seconds: object, item
     with pytest.raises((ValueError, TypeError), match="record_batch"):
         c.record_batch(seconds, items)  # type: ignore[arg-type]
     assert c.reporter.batches == 0
+    bg = BackgroundClient(embedded_qas=False)  # the thread form refuses it on the caller's thread
+    with pytest.raises((ValueError, TypeError), match="record_batch"):
+        bg.record_batch(seconds, items)  # type: ignore[arg-type]

@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml setup.py shared/_fastcodecs.c
 	@touch $(STAMP)
 
 ## make run ARGS="--duration 10 --json": the whole pipeline on the embedded bus (no broker needed);
-## stdout holds only what qas prints (a line per decision and apply result, or JSON lines)
+## stdout holds only what qas prints (a line per decision and apply result, or JSON lines).
+## The shipped S&P 500 sample is the market unless QAS_MARKET or --market says otherwise.
 run: $(STAMP)
-	@$(BIN)/qas run $(ARGS)
+	@QAS_MARKET=$${QAS_MARKET:-sample} $(BIN)/qas run $(ARGS)
 
 ## make test ARGS=-q: lint, mypy --strict on every package, then the whole suite (starts its own
 ## Kafka broker). ARGS go to pytest only: make's own variables are not passed down to the `make`

@@ -8,6 +8,14 @@ the lowest-value, oldest blocks are downgraded one tier at a time to 8 bits; if 
 enough, the oldest low-value blocks are evicted (counted). Only a budget that high-value data
 alone exceeds evicts the oldest high-value block, counted separately and logged.
 
+With ``lossless_first`` the pool follows the storage ladder instead: ordinary blocks are written
+in float64, and each buffer's newest ``hot_blocks`` stay so. Over budget, the oldest blocks past
+the hot window (any value) are first compressed losslessly (``ticks``, which stores a block with
+no decimal grid as ``lossless``); then, only while that cannot meet the budget, blocks tagged
+low-value (value <= ``low_value_threshold``) go down the lossy tiers, never below the decided
+tier; eviction comes last. A decision's tier is then how far down the ladder the pool may go, not
+a re-encoding of everything. Each step is counted in the report (bytes before and after).
+
 One writer, many readers: the writer holds a lock; blocks are immutable and a buffer's blocks are
 snapshotted by a reader in one call, so a reader decodes without any lock.
 
@@ -20,6 +28,7 @@ A decision that changes neither tier nor budget costs O(1); one that does, O(blo
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 from collections import OrderedDict
@@ -60,6 +69,9 @@ class PoolReport:
     evicted: int = 0
     evicted_high_value: int = 0
     rejected: int = 0
+    compressed: int = 0  # blocks compressed losslessly (lossless_first)
+    compressed_bytes_before: int = 0
+    compressed_bytes_after: int = 0
 
 
 @dataclass
@@ -73,6 +85,10 @@ class TieredPool:
     evicted_high_value: int = 0
     downgraded: int = 0
     rejected_writes: int = 0
+    lossless_first: bool = False  # the storage ladder (see the module's docstring)
+    hot_blocks: int = 1  # per buffer, the newest blocks kept in float64 (lossless_first)
+    low_value_threshold: float = 0.3  # at or below: the block may go lossy (lossless_first)
+    compressed: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -91,6 +107,8 @@ class TieredPool:
         self._by_bits: dict[int, dict[int, None]] = {}  # low-value seqs by their tier
         self._lowerable: list[tuple[float, int, int]] = []  # heap (value, seq, bits), lazy
         self._errors: list[tuple[float, int, int]] = []  # heap (-rel_error, seq, bits), lazy
+        self._plain: OrderedDict[int, None] = OrderedDict()  # uncompressed >= 64-bit, oldest first
+        self._no_gain: set[int] = set()  # low-value seqs a lossy tier would not make smaller
 
     # --- reading (no lock) ----------------------------------------------------------------
 
@@ -148,6 +166,11 @@ class TieredPool:
         bits, n = b.enc.bits, b.enc.nbytes
         self._data_bytes += sign * n
         self._tier_bytes[bits] = self._tier_bytes.get(bits, 0) + sign * n
+        if self.lossless_first and bits >= 64 and not b.enc.tier:
+            if sign > 0:
+                self._plain[b.seq] = None
+            else:
+                self._plain.pop(b.seq, None)
         if not b.high_value:
             if sign > 0:
                 self._by_bits.setdefault(bits, {})[b.seq] = None
@@ -186,6 +209,7 @@ class TieredPool:
             del self._buffers[name]
         self._count(b, -1)
         (self._high if b.high_value else self._low).pop(seq, None)
+        self._no_gain.discard(seq)
         return b
 
     def _error_bound(self) -> float:
@@ -202,7 +226,8 @@ class TieredPool:
     def write(self, name: str, values: npt.ArrayLike, *, value: float, now: float) -> bool:
         """Append a block. False (and counted) when it cannot fit even after making room."""
         high = value >= self.high_value_threshold
-        enc = encode(values, self.top_bits if high else self.tier)
+        plain = 64 if self.lossless_first else self.tier  # the hot window is float64
+        enc = encode(values, self.top_bits if high else plain)
         with self._lock:
             self._seq += 1
             block = Block(self._seq, now, float(value), high, enc)
@@ -222,6 +247,8 @@ class TieredPool:
         """Enact a decision: the tier for ordinary data, the budget, the predictive reserve."""
         with self._lock:
             before = self.nbytes()
+            if bits != self.tier:
+                self._no_gain.clear()  # a lower tier may gain where the last did not
             self.tier = bits
             if budget_bytes is not None:
                 self.budget_bytes = budget_bytes
@@ -230,7 +257,10 @@ class TieredPool:
             report = PoolReport(before, before, 0.0)
             rank: dict[int, int] = {b: i for i, b in enumerate(ladder(self.top_bits))}
             target = rank.get(bits, 0)
-            for held in [b for b in self._by_bits if rank.get(b, 0) > target]:
+            eager = (
+                [] if self.lossless_first else [b for b in self._by_bits if rank.get(b, 0) > target]
+            )
+            for held in eager:
                 for seq in list(self._by_bits[held]):
                     b = self._block(seq)
                     if b is not None:
@@ -252,8 +282,48 @@ class TieredPool:
         self.downgraded += 1
         return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
 
+    def _hot(self, name: str, seq: int) -> bool:
+        return seq in itertools.islice(reversed(self._buffers[name]), self.hot_blocks)
+
+    def _lossy_next(self, report: PoolReport) -> bool:
+        """Re-encode the next low-value block at the decided tier, where that is smaller."""
+        b = self._next_lossy()
+        if b is None:
+            return False
+        new = self._downgrade(b, max(8, self.tier), report)
+        if new.enc.nbytes >= b.enc.nbytes:  # e.g. block16 of a block ticks already holds in less
+            report.downgraded -= 1
+            self.downgraded -= 1
+            self._no_gain.add(b.seq)
+            return True
+        self._swap(self._where[b.seq], b, new)
+        return True
+
+    def _compress_next(self, report: PoolReport) -> bool:
+        """Compress the oldest uncompressed block past its buffer's hot window; False if none."""
+        for seq in self._plain:
+            name = self._where[seq]
+            buf = self._buffers[name]
+            if self._hot(name, seq):
+                continue
+            b = buf[seq]
+            # float64 input is exact in every tier >= 64 bits, so its float64 is the value
+            new = Block(b.seq, b.written_at, b.value, b.high_value, encode(decode(b.enc), "ticks"))
+            if new.enc.nbytes >= b.enc.nbytes:  # a few values: headers cost more than they save
+                self._plain.pop(seq)
+                return True
+            self._swap(name, b, new)
+            report.compressed += 1
+            self.compressed += 1
+            report.compressed_bytes_before += b.enc.nbytes
+            report.compressed_bytes_after += new.enc.nbytes
+            return True
+        return False
+
     def _next_lowerable(self) -> Block | None:
         """The lowest-value, oldest low-value block above 8 bits."""
+        if self.lossless_first:
+            return self._next_lossy()
         while self._lowerable:
             _, seq, bits = self._lowerable[0]
             b = self._block(seq)
@@ -261,6 +331,20 @@ class TieredPool:
                 return b
             heapq.heappop(self._lowerable)
         return None
+
+    def _next_lossy(self) -> Block | None:
+        """The lowest-value, oldest block tagged low-value and above the decided tier (a scan:
+        the ladder reaches this step only once lossless compression cannot meet the budget)."""
+        best: Block | None = None
+        for seq in self._low:
+            b = self._block(seq)
+            if b is None or b.value > self.low_value_threshold or b.enc.bits <= max(8, self.tier):
+                continue
+            if seq in self._no_gain or self._hot(self._where[seq], seq):
+                continue
+            if best is None or b.value < best.value:
+                best = b
+        return best
 
     def _oldest(self, seqs: OrderedDict[int, None], protect: int | None) -> int | None:
         for seq in seqs:  # the protected block is the newest: at most one step past the first
@@ -271,6 +355,18 @@ class TieredPool:
     def _enforce(self, report: PoolReport, protect: int | None = None) -> None:
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
+            if self.lossless_first:
+                if self._compress_next(report) or self._lossy_next(report):
+                    continue
+                if self._reserve is not None:
+                    self._reserve = None
+                    continue
+                seq = self._oldest(self._low, protect)
+                if seq is not None:
+                    self._drop(seq)
+                    report.evicted += 1
+                    self.evicted += 1
+                    continue
             b = self._next_lowerable()
             if b is not None:
                 lower = steps[max(0, steps.index(b.enc.bits) - 1)] if b.enc.bits in steps else 8

@@ -42,3 +42,10 @@ def test_append_copies_so_the_engine_may_reuse_its_buffer() -> None:
     s.append("a", buf)
     buf[:] = 7.0
     assert np.array_equal(s.read("a"), np.ones(10))
+
+
+def test_finite_values_whose_sum_overflows_are_accepted() -> None:
+    s = EngineStore(1 << 20, tier=64, chunk=1000)
+    assert s.append("a", [1e308, 1e308, -1e308])
+    assert s.gaps("a") == 0 and s.refused_appends == 0
+    assert np.array_equal(s.read("a"), [1e308, 1e308, -1e308])

@@ -1,7 +1,8 @@
 """Wiring: build the bus and services from options and run them until stopped.
 
 The embedded default and the Kafka deployment run the same service code; only the bus differs.
-SIGINT/SIGTERM set the stop event: each loop finishes its batch, commits and closes.
+SIGINT/SIGTERM set the stop event: each loop finishes its batch, commits and closes; a connect
+that is still retrying an unreachable broker is cancelled at once.
 """
 
 from __future__ import annotations
@@ -266,6 +267,26 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+async def unless_stopped(stop: asyncio.Event, work: Awaitable[None]) -> bool:
+    """Run ``work`` (connecting: it may retry an unreachable broker for --connect-timeout) and
+    return True, or cancel it as soon as ``stop`` is set and return False. Work that does not
+    watch the stop event itself (a connect retry) is stopped this way within the signal's
+    second; what it opened is closed by its own cancellation handling."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
 # After stop, services get this long to finish their batch, commit and leave; then they are
 # cancelled, so a broker that is away (paused, restarting) cannot hold a stop past 10 s
 # (closing the bus takes at most CLOSE_SECONDS more, services/bus/kafka.py).
@@ -314,7 +335,10 @@ async def run_services(
     keys = signing_keys(opts, which)  # before connecting: a missing key is a usage error
     bus = bus or make_bus(opts)
     host = opts.resolved_host_id
-    await bus.start()
+    if not await unless_stopped(stop, bus.start()):
+        log.info("stopped while connecting to %s", opts.bootstrap_servers or "the embedded bus")
+        await bus.stop()
+        return {}
     metrics = Metrics(opts.settings.max_sensor_series_per_host)
     observer_metrics, decider_metrics = ObserverMetrics(), DeciderMetrics()
     page = Page()

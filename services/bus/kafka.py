@@ -19,6 +19,7 @@ while the broker is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -78,13 +79,21 @@ async def retry_start(
     budget_seconds: float,
     bootstrap: str,
 ) -> None:
-    """Call ``start`` until it succeeds or the budget is spent (backoff 0.2 s doubling to 2 s)."""
+    """Call ``start`` until it succeeds or the budget is spent (backoff 0.2 s doubling to 2 s).
+
+    Cancellable at every await (a stop while connecting cancels it, app/runtime.py): a start
+    cancelled half-way is cleaned up, bounded by CLOSE_SECONDS, before the cancellation goes on.
+    """
     deadline = time.monotonic() + budget_seconds
     delay = 0.2
     while True:
         try:
             await start()
             return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(cleanup(), CLOSE_SECONDS)
+            raise
         except _NOT_UP as exc:
             await cleanup()
             left = deadline - time.monotonic()

@@ -54,7 +54,7 @@ if [ ! -f "$SITE/.installed" ] || [ "$ROOT/pyproject.toml" -nt "$SITE/.installed
 import tomllib
 p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 dev = [d for d in p["optional-dependencies"]["dev"] if d.split(">")[0].split("=")[0] in
-       ("pytest", "hypothesis", "pytest-asyncio", "pyyaml")]
+       ("pytest", "hypothesis", "pytest-asyncio", "pyyaml", "matplotlib")]
 print(" ".join(p["dependencies"] + dev))
 PY
 )

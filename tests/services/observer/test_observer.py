@@ -217,7 +217,11 @@ async def test_memory_limit_lowered_publishes_exactly_one_change(tmp_path: Path)
     stop = asyncio.Event()
     task = asyncio.create_task(svc.run(stop))
     await asyncio.sleep(0.15)
-    (root / "sys/fs/cgroup/system.slice/docker-abc123.scope/memory.max").write_text("1073741824\n")
+    limit = root / "sys/fs/cgroup/system.slice/docker-abc123.scope/memory.max"
+    # replaced in one step, as the kernel does: write_text truncates first, and a slow reader
+    # (qemu in make test-arm) can see the empty file in between: a second, spurious change
+    limit.with_suffix(".new").write_text("1073741824\n")
+    limit.with_suffix(".new").replace(limit)
     await asyncio.sleep(0.3)
     stop.set()
     await task

@@ -475,15 +475,24 @@ class BackgroundClient:
 
     @property
     def current(self) -> Adopted | None:
+        self._loop_or_closed("current")
         return self.client.current
 
     @property
     def healthy(self) -> bool:
-        return not self._closed and self._client is not None and self._client.healthy
+        return (
+            not self._closed
+            and self._error is None
+            and self._thread.is_alive()
+            and self._client is not None
+            and self._client.healthy
+        )
 
     @property
     def last_error(self) -> BaseException | None:
-        return self._error if self._client is None else self._client.last_error
+        if self._error is not None or self._client is None:
+            return self._error
+        return self._client.last_error
 
     @property
     def on_adopt(self) -> Callable[[Adopted], None] | None:
@@ -498,7 +507,7 @@ class BackgroundClient:
 
     def decisions(self, poll_seconds: float = 0.1) -> Iterator[Adopted]:
         """Each adopted decision, on the calling thread, until the client is closed."""
-        self.client._check_usable("decisions")
+        self._loop_or_closed("decisions")
         q: queue.SimpleQueue[Adopted] = queue.SimpleQueue()
         self._queues.append(q)
         return self._drain(q, poll_seconds)
@@ -525,8 +534,12 @@ class BackgroundClient:
         return self.client.store
 
     def _loop_or_closed(self, what: str) -> asyncio.AbstractEventLoop:
-        self.client._check_usable(what)
-        assert self._loop is not None
+        client = self.client  # ClientClosed after our close()
+        if self._error is not None or not self._thread.is_alive() or self._loop is None:
+            raise ClientFailed(
+                f"{what}: the QAS engine client's thread has stopped: {self._error!r}"
+            ) from self._error
+        client._check_usable(what)
         return self._loop
 
     def _submit(self, what: str, coro: Coroutine[Any, Any, None]) -> None:

@@ -7,7 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from core.engine import BackgroundClient, ClientClosed, EngineClient, EngineStore, connect
+from core.engine import (
+    BackgroundClient,
+    ClientClosed,
+    ClientFailed,
+    EngineClient,
+    EngineStore,
+    connect,
+)
 from services.bus.memory import MemoryBus
 from shared.config import Settings
 
@@ -75,3 +82,21 @@ def test_background_client_after_close_raises_client_closed_without_warnings() -
                 call()
     qas.close()  # idempotent
     assert not qas.healthy
+
+
+def test_background_client_whose_thread_died_raises_client_failed() -> None:
+    qas = BackgroundClient(settings=Settings(host_id="dead"), host_id="dead", embedded_qas=False)
+    qas.start()
+    assert qas.healthy
+    loop = qas._loop
+    assert loop is not None
+    loop.call_soon_threadsafe(loop.stop)  # the thread's loop ends under the client
+    qas._thread.join(10)
+    assert not qas.healthy
+    for call in (lambda: qas.record_batch(0.001, 1), lambda: qas.current, qas.decisions):
+        with pytest.raises(ClientFailed, match="thread has stopped"):
+            call()
+    assert isinstance(qas.last_error, RuntimeError)
+    with pytest.raises(RuntimeError, match="Event loop stopped"):
+        qas.close()  # the failure, once
+    qas.close()

@@ -254,7 +254,7 @@ async def watch(
 
 async def run_top(opts: Any, host: str | None, out: TextIO = sys.stdout) -> int:
     """``opts``: app.runtime.Options. Embedded: runs the pipeline too; Kafka: only watches."""
-    from app.runtime import install_signal_handlers, make_bus, run_services
+    from app.runtime import install_signal_handlers, make_bus, run_services, unless_stopped
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -278,7 +278,9 @@ async def run_top(opts: Any, host: str | None, out: TextIO = sys.stdout) -> int:
     with live if live is not None else contextlib.nullcontext():
         if opts.bootstrap_servers:
             bus = make_bus(opts)
-            await bus.start()
+            if not await unless_stopped(stop, bus.start()):  # a signal while connecting
+                await bus.stop()
+                return 0
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(stop_after())

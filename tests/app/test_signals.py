@@ -31,7 +31,7 @@ class Service:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args, "--connect-timeout", "60", "--no-metrics"],
+            [sys.executable, "-m", "app.cli", *args, "--connect-timeout", "60"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
@@ -85,10 +85,10 @@ def silent_listener() -> Iterator[socket.socket]:
 
 
 COMMANDS = [
-    ("observer",),
+    ("observer", "--no-metrics"),
     ("decider", "--insecure-unsigned"),
-    ("applier", "--insecure-unsigned"),
-    ("run",),
+    ("applier", "--insecure-unsigned", "--no-metrics"),
+    ("run", "--no-metrics"),
 ]
 
 
@@ -113,7 +113,7 @@ def test_a_signal_stops_a_service_waiting_on_a_broker_that_never_answers(
     silent_listener: socket.socket, sig: signal.Signals
 ) -> None:
     port = silent_listener.getsockname()[1]
-    svc = Service("observer", "--bootstrap-servers", f"127.0.0.1:{port}")
+    svc = Service("observer", "--no-metrics", "--bootstrap-servers", f"127.0.0.1:{port}")
     conn, _ = silent_listener.accept()  # the client is connected and waits for an answer
     try:
         time.sleep(0.5)
@@ -124,3 +124,15 @@ def test_a_signal_stops_a_service_waiting_on_a_broker_that_never_answers(
     assert code == 0, out
     assert took < STOP_BOUND_S, (took, out)
     assert "stopped while connecting" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_qas_top_while_it_connects(sig: signal.Signals) -> None:
+    svc = Service("top", "--bootstrap-servers", f"127.0.0.1:{free_port()}")
+    svc.wait_for("broker not ready")
+    time.sleep(0.5)
+    code, took = svc.stop_with(sig)
+    out = "".join(svc.seen)
+    assert code == 0, out
+    assert took < STOP_BOUND_S, (took, out)
+    assert "cannot reach Kafka" not in out and "Traceback" not in out, out

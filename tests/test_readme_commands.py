@@ -21,7 +21,9 @@ A block is annotated by an HTML comment on the line before its fence (invisible 
     <!-- readme-test: skip REASON -->    not run (docker, or this very suite); REASON required
 
 An unannotated block that does not finish in time fails with a message saying which marker to
-add, so a section added later is run, never silently skipped.
+add, so a section added later is run, never silently skipped. Each block runs twice in a row
+(what its first run wrote is still there for the second), and must leave nothing running in the
+background at the end of each run: a block that starts a broker stops it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ SHELLS = ("bash", "sh", "shell")
 MARKER = re.compile(r"<!--\s*readme-test:\s*(long-running|skip)\b\s*(.*?)\s*-->")
 BLOCK_TIMEOUT = 240.0
 RUN_FOR = 6
+RUNS = (1, 2)
 
 
 @dataclass
@@ -112,15 +115,21 @@ def _script(block: Block, bootstrap: str) -> str:
     out = ["set -u", 'fail() { echo "README command failed (exit $1): $2" >&2; exit 1; }',
            # what a block left in the background ends with it (and closes its output)
            "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT"]
-    for cmd in text.splitlines():
-        quoted = "'" + cmd.replace("'", "'\"'\"'") + "'"
-        if cmd.endswith("&"):
-            out += [cmd, "sleep 3  # let it come up, as a reader would"]
-        elif block.marker == "long-running":
-            out += [f"rc=0; timeout --preserve-status -s INT {RUN_FOR} {cmd} || rc=$?",
-                    f'case $rc in 0|130) ;; *) fail $rc {quoted};; esac']  # fmt: skip
-        else:
-            out.append(f"{{ {cmd}\n}} || fail $? {quoted}")
+    for run in RUNS:  # twice in a row, as a reader may: keygen on an existing file, ...
+        out.append(f"echo 'README block, run {run}' >&2")
+        for cmd in text.splitlines():
+            quoted = "'" + cmd.replace("'", "'\"'\"'") + "'"
+            if cmd.endswith("&"):
+                out += [cmd, "sleep 3  # let it come up, as a reader would"]
+            elif block.marker == "long-running":
+                out += [f"rc=0; timeout --preserve-status -s INT {RUN_FOR} {cmd} || rc=$?",
+                        f'case $rc in 0|130) ;; *) fail $rc {quoted};; esac']  # fmt: skip
+            else:
+                out.append(f"{{ {cmd}\n}} || fail $? {quoted}")
+        # a block stops what it started (a broker, a service left in the background)
+        out += ['for _ in $(seq 50); do [ -z "$(jobs -pr)" ] && break; sleep 0.1; done',
+                '[ -z "$(jobs -pr)" ] || { echo "README block left running:" $(jobs -r) >&2; '
+                'exit 1; }']  # fmt: skip
     return "\n".join(out) + "\n"
 
 

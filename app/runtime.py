@@ -76,7 +76,7 @@ class Options:
     dry_run: bool = default("dry_run")
     market: str = default("market")  # "sample": loop the shipped S&P 500 sample as the market
     market_rate: float = default("market_rate")  # rows per second
-    # Security (README "Security: signed decisions", "TLS and SASL").
+    # Security (docs/security-setup.md: signed decisions, TLS and SASL).
     signing_key_file: Path | None = default("signing_key_file")  # noqa: RUF009 - None
     insecure_unsigned: bool = default("insecure_unsigned")
     security_protocol: str = default("security_protocol")

@@ -1,10 +1,17 @@
 """What the engine's compute reads from the decision in force: its batch size and precision.
 
 ``BatchSizer`` cuts pending work into batches of the decided size (bounded by the engine's own
-limits). ``PrecisionContext`` names the numpy dtype to compute in for the decided tier: the
-80-bit tier computes in ``numpy.longdouble``, 64 in float64, and 32 and the 16/8-bit block tiers
-in float32 (the block tiers are storage codecs with a published error bound; numpy has no
-arithmetic on them, so their values are computed at 32 bits).
+limits). ``PrecisionContext`` names the numpy dtype to compute in. Compute precision is separate
+from storage precision: a decision's tier says how far down the storage ladder the engine's store
+may go, not how today's signal is computed. The engine computes in float64 whatever the decided
+storage tier, including the 32-bit and the 16/8-bit block tiers. Two exceptions, both asked for
+by the engine itself:
+
+- the 80-bit (top) tier computes in ``numpy.longdouble`` unless the engine turns that off
+  (``extended=False``);
+- a decided tier of 32 bits or less computes in float32 only where the engine declared an error
+  budget for its compute (``error_budget``, a relative error) that float32's rounding
+  (``FLOAT32_UNIT_ROUNDOFF``, 2**-24) fits in. Without one (the default, 0) it stays float64.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import numpy.typing as npt
 from shared.messages import ScalingDecision
 from shared.tiers import tier
 
-_DTYPES: dict[int, type[np.floating[Any]]] = {80: np.longdouble, 64: np.float64, 32: np.float32}
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24  # float32's relative rounding error (round to nearest)
 
 
 @dataclass
@@ -45,20 +52,36 @@ class BatchSizer:
 
 @dataclass
 class PrecisionContext:
-    """The decided tier and the dtype the engine's compute uses for it."""
+    """The decided storage tier and the dtype the engine's compute uses (see the module).
+
+    ``error_budget`` is the relative error the engine accepts in its own compute (0: none, so it
+    never computes below float64); ``extended`` lets the top tier compute in ``longdouble``.
+    """
 
     bits: int = 64
+    error_budget: float = 0.0
+    extended: bool = True
 
     def adopt(self, d: ScalingDecision) -> np.dtype[Any]:
         self.bits = int(d.precision_bits)
         return self.dtype
 
     @property
+    def allows_float32(self) -> bool:
+        """The engine's declared error budget covers float32 rounding."""
+        return self.error_budget >= FLOAT32_UNIT_ROUNDOFF
+
+    @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(_DTYPES.get(self.bits, np.float32))
+        if self.bits >= 80 and self.extended:
+            return np.dtype(np.longdouble)
+        if self.bits <= 32 and self.allows_float32:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
 
     @property
     def name(self) -> str:
+        """The decided storage tier's name (not the compute dtype's)."""
         return tier(self.bits).name
 
     def asarray(self, values: npt.ArrayLike) -> npt.NDArray[Any]:

@@ -17,6 +17,7 @@ from core.engine import (
     FeedbackReporter,
     PrecisionContext,
 )
+from core.engine.compute import FLOAT32_UNIT_ROUNDOFF
 from core.quantum_auto_scaler import QuantumAutoScaler
 from services.bus.memory import MemoryBus
 from shared.config import Settings
@@ -24,6 +25,7 @@ from shared.csvseries import read_series
 from shared.data import SAMPLE
 from shared.decision import decide
 from shared.messages import FeedbackReport, PriorState, ScalingDecision, decode, encode
+from shared.tiers import tier
 from tests.support.factories import inputs_for, reference_host
 
 NOW = 1_000_000.0
@@ -140,9 +142,34 @@ def test_sizer_and_precision_context() -> None:
     assert s.adopt(msgspec.structs.replace(decision(), batch_size=4096)) == 1000
     assert s.split(2500) == [1000, 1000, 500] and s.ready(1000) and not s.ready(999)
     ctx = PrecisionContext()
-    for bits, dtype in ((80, np.longdouble), (64, np.float64), (32, np.float32), (16, np.float32)):
+    # compute precision is not storage precision: every storage tier computes in float64,
+    # the top tier in longdouble
+    for bits, dtype in ((80, np.longdouble), (64, np.float64), (32, np.float64), (16, np.float64),
+                        (8, np.float64)):  # fmt: skip
         ctx.bits = bits
         assert ctx.asarray([1.5]).dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_block_tier_decisions_compute_in_float64(bits: int) -> None:
+    ctx = PrecisionContext()
+    d = msgspec.structs.replace(decision(), precision_bits=bits)
+    assert ctx.adopt(d) == np.dtype(np.float64) and ctx.bits == bits
+    assert ctx.asarray(np.arange(3, dtype=np.float32)).dtype == np.float64
+    assert ctx.name == tier(bits).name  # the storage tier is still what the context reports
+
+
+def test_float32_compute_only_within_the_engines_error_budget() -> None:
+    d32 = msgspec.structs.replace(decision(), precision_bits=32)
+    tight = PrecisionContext(error_budget=FLOAT32_UNIT_ROUNDOFF / 2)
+    assert tight.adopt(d32) == np.dtype(np.float64) and not tight.allows_float32
+    loose = PrecisionContext(error_budget=1e-6)
+    assert loose.adopt(d32) == np.dtype(np.float32)
+    assert loose.adopt(msgspec.structs.replace(decision(), precision_bits=16)) == np.float32
+    assert loose.adopt(msgspec.structs.replace(decision(), precision_bits=64)) == np.float64
+    assert loose.adopt(msgspec.structs.replace(decision(), precision_bits=80)) == np.longdouble
+    plain = PrecisionContext(extended=False)
+    assert plain.adopt(msgspec.structs.replace(decision(), precision_bits=80)) == np.float64
 
 
 def test_quantum_auto_scaler_takes_feedback_and_shares_the_gate() -> None:

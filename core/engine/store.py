@@ -1,14 +1,22 @@
-"""The engine-side tiered store: the engine's own arrays, held at the decided precision tier.
+"""The engine-side tiered store: the engine's own arrays, held losslessly unless told otherwise.
 
 It is the applier's precision-tiered pool (``services.applier.pool.TieredPool``, enacted through
 the same ``PoolEnactor``), owned by the engine process: one implementation. The engine appends its
 series in chunks (a pending float64 tail per series is flushed to the pool every ``chunk``
-values, so blocks are large enough for the block codecs; a block the pool refuses stays pending
-and is retried, so the newest data is never the data lost), tags each chunk with its value (the
-profit potential of its window: at or above 0.8 it is kept at the top tier and never
-downgraded), and reads back float64. A decision re-encodes everything else to its tier within
-``min(decided budget, max_budget_bytes)``; ``nbytes`` and ``error_bound`` are what the engine
-publishes in its feedback.
+values, so blocks are large enough for the codecs; a block the pool refuses stays pending and is
+retried, so the newest data is never the data lost), tags each chunk with its value (the profit
+potential of its window: at or above 0.8 it is kept at the top tier and never downgraded), and
+reads back float64.
+
+By default (``lossless_first``) the pool follows the storage ladder: each series' newest
+``hot_blocks`` stay float64, older blocks are compressed losslessly (``ticks``, or ``lossless``
+where no decimal grid is found) when the budget asks for it, and only blocks tagged low-value
+(``value <= low_value_threshold``) may go down the lossy tiers, never below the decided tier
+(64 until a decision says less: nothing is lossy before one does); eviction comes last. A value
+the store serves for a block the engine did not tag low-value is therefore exact, or absent.
+``lossless_first=False`` is the older behaviour: a decision re-encodes everything that is not
+high-value to its tier. Budgets are ``min(decided budget, max_budget_bytes)``; ``nbytes`` and
+``error_bound`` are what the engine publishes in its feedback.
 """
 
 from __future__ import annotations
@@ -36,20 +44,26 @@ class EngineStore:
         budget_bytes: int,
         *,
         max_budget_bytes: int | None = None,
-        tier: int = 16,
+        tier: int = 64,
         chunk: int = 256,
         high_value_threshold: float = 0.8,
         clock: Callable[[], float] = time.time,
         retry_writes: int = 4,
+        lossless_first: bool = True,
+        hot_blocks: int = 1,
+        low_value_threshold: float = 0.3,
     ) -> None:
         check("EngineStore", {
             "budget_bytes": budget_bytes, "max_budget_bytes": max_budget_bytes, "tier": tier,
             "chunk": chunk, "high_value_threshold": high_value_threshold, "clock": clock,
-            "retry_writes": retry_writes,
+            "retry_writes": retry_writes, "lossless_first": lossless_first,
+            "hot_blocks": hot_blocks, "low_value_threshold": low_value_threshold,
         })  # fmt: skip
         self.pool = TieredPool(
-            budget_bytes=budget_bytes, high_value_threshold=high_value_threshold, tier=tier
-        )
+            budget_bytes=budget_bytes, high_value_threshold=high_value_threshold, tier=tier,
+            lossless_first=lossless_first, hot_blocks=hot_blocks,
+            low_value_threshold=low_value_threshold,
+        )  # fmt: skip
         self.enactor = PoolEnactor(self.pool, name="engine_store")
         self.max_budget_bytes = max_budget_bytes
         self.chunk = chunk

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.engine import BackgroundClient, ClientFailed, EngineClient, FeedbackReporter
+from core.engine import BackgroundClient, ClientFailed, EngineClient, EngineStore, FeedbackReporter
 from core.engine.follow import Adopted
 from services.bus.memory import MemoryBus, MemoryConsumer
 from shared.config import Settings
@@ -160,6 +160,7 @@ async def test_the_reporter_survives_a_non_finite_store_error_bound(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     c = EngineClient(MemoryBus(), host_id="h", store_budget_bytes=1 << 20)
+    c.store = EngineStore(1 << 20, tier=16, lossless_first=False)  # lossy, as a decision may be
     c.store.append("px", [1.0, -2.0, 0.0, 3.0] * 100)  # prices <= 0: relative error unbounded
     c.store.flush()
     assert c.store.error_bound() == math.inf

@@ -79,8 +79,11 @@ class EngineStore:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, name: str, values: npt.ArrayLike, *, value: float = 0.0) -> bool:
+    def append(self, name: str, values: npt.ArrayLike, *, value: float | None = None) -> bool:
         """Add values to a series; ``value`` is how much this window matters (0..1).
+
+        An append without a ``value`` is not tagged low-value: it is held as ordinary data,
+        between ``low_value_threshold`` and ``high_value_threshold``, so it is never lossy.
 
         False when the pool refused a block (its budget is below its high-value data alone):
         the values then stay pending, exact, and are retried with the next flush; at most
@@ -105,6 +108,8 @@ class EngineStore:
                 self._gaps[name] = self._gaps.get(name, 0) + int(nan.sum())
         pending = self._pending.setdefault(name, [])
         pending.append(arr)
+        if value is None:
+            value = (self.pool.low_value_threshold + self.pool.high_value_threshold) / 2
         self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
         if sum(len(p) for p in pending) >= self.chunk:
             return self.flush(name)

@@ -68,3 +68,17 @@ def test_values_tagged_low_value_may_go_lossy_once_lossless_cannot_meet_the_budg
             assert np.array_equal(got[at : at + b.enc.n], exact[at : at + b.enc.n])
         at += b.enc.n
     assert at == len(got) and np.array_equal(got[-4 * 256 :], x[-4 * 256 :])
+
+
+def test_an_append_without_a_value_is_not_low_value() -> None:
+    x = cents(8 * 256, seed=3)
+    s = EngineStore(1 << 24, chunk=256)
+    for part in np.split(x, 8):
+        s.append("px", part)
+    assert s.flush()
+    s.enact(msgspec.structs.replace(decision(), precision_bits=8,
+                                    memory_budget_bytes=int(x.nbytes * 0.2)))  # fmt: skip
+    assert s.pool.downgraded == 0 and s.error_bound() == 0.0
+    got = s.read("px")
+    assert len(got) > 0 and np.array_equal(got, x[len(x) - len(got) :])  # exact, or evicted
+    assert all(0.3 < b.value < 0.8 for b in s.pool.blocks("px"))

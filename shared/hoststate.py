@@ -19,6 +19,17 @@ from shared.precision import platform_top_bits
 NEUTRAL = 0.5  # an input never received counts as mid-band, and lowers confidence
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolMarket:
+    """One symbol's latest values derived from its ticks (the host aggregate is made of these)."""
+
+    entropy: float
+    profit: float
+    confidence: float
+    note: str
+    event_time: float
+
+
 @dataclass
 class HostState:
     hardware: HardwareSnapshot | None = None
@@ -32,6 +43,9 @@ class HostState:
     # decider taking the host over never stamps a lower one (the applier would refuse it).
     epoch: int = 0
     seen_at: float = 0.0  # the decider's clock when an input for this host last arrived
+    # symbol -> its latest derived values; bounded with the decider's tick estimators.
+    symbols: dict[str, SymbolMarket] = field(default_factory=dict)
+    symbols_changed: bool = False  # a tick since the host aggregate was last folded in
 
     def observe_hardware(self, snap: HardwareSnapshot) -> None:
         known = self.hardware.fingerprint if self.hardware is not None else None

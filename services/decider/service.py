@@ -21,8 +21,9 @@ from services.decider.metrics import DeciderMetrics
 from services.decider.rebuild import read_back_state
 from shared.config import Settings
 from shared.decision import decide
-from shared.hoststate import HostState
+from shared.hoststate import HostState, SymbolMarket
 from shared.market import StreamingEstimator
+from shared.market_aggregate import SymbolValue, aggregate
 from shared.messages import (
     FeedbackReport,
     HardwareSnapshot,
@@ -130,7 +131,15 @@ class DeciderService(ConsumingService):
             if seen >= limit:
                 break
             del self._estimators[key]
+            self._drop_symbol(key)
             self.stats["symbols_expired"] += 1
+
+    def _drop_symbol(self, key: tuple[str, str]) -> None:
+        """A symbol's estimator is gone (evicted or aged out): so are its values in the host's
+        aggregate, which stays bounded by the same cap."""
+        state = self.hosts.get(key[0])
+        if state is not None and state.symbols.pop(key[1], None) is not None:
+            state.symbols_changed = True
 
     def _forget(self, host_id: str) -> None:
         self.metrics.forget(host_id)
@@ -170,6 +179,7 @@ class DeciderService(ConsumingService):
     def _decide(self, host_id: str) -> tuple[ScalingDecision, bytes] | None:
         """The host's decision now and its bytes (stamped, signed), or None when held."""
         state = self._host(host_id)
+        self._fold_symbols(host_id, state)
         now = self._event_time if self.event_clock else self.clock()
         decision, state.prior = decide(
             state.inputs(now, self.top_bits),
@@ -294,15 +304,15 @@ class DeciderService(ConsumingService):
         self._estimators[key] = (self.clock(), est)
         if held is None:
             while len(self._estimators) > self.settings.max_tracked_symbols:
-                self._estimators.popitem(last=False)
+                self._drop_symbol(self._estimators.popitem(last=False)[0])
                 self.stats["symbols_evicted"] += 1
         else:
             self._estimators.move_to_end(key)
         return est
 
     async def on_tick(self, tick: PriceTick) -> None:
-        """Prices instead of entropy: derive entropy (and the profit heuristic) from them,
-        unless the engine's own values are fresh."""
+        """Prices instead of entropy: derive entropy (and the profit heuristic) per symbol;
+        the host's values are their aggregate, folded in once before the host is decided."""
         self._event_time = tick.event_time
         self.metrics.observe_input(tick.host_id, "ticks")
         est = self._estimator(tick.host_id, tick.symbol)
@@ -310,24 +320,52 @@ class DeciderService(ConsumingService):
         if derived is None:
             return
         state = self._host(tick.host_id)
+        state.symbols[tick.symbol] = SymbolMarket(
+            entropy=derived.entropy, profit=derived[1], confidence=derived.confidence,
+            note=derived.reason, event_time=tick.event_time,
+        )  # fmt: skip
+        state.symbols_changed = True
+        await self._changed(tick.host_id)
+
+    def _fold_symbols(self, host_id: str, state: HostState) -> None:
+        """The host's market entropy and profit from its symbols' latest values
+        (shared/market_aggregate.py), unless the engine's own values are fresh. Done per
+        decision, not per tick, and measured from the newest symbol's event time, so the
+        arrival order of a batch's ticks does not matter."""
+        if not state.symbols_changed or not state.symbols:
+            return
+        state.symbols_changed = False
         limit = self.settings.decision.staleness_seconds
-        t = tick.event_time
+        now = max(v.event_time for v in state.symbols.values())
+        ent = aggregate({s: SymbolValue(v.entropy, v.event_time) for s, v in state.symbols.items()},
+                        now=now, staleness_seconds=limit)  # fmt: skip
+        pro = aggregate({s: SymbolValue(v.profit, v.event_time) for s, v in state.symbols.items()},
+                        now=now, staleness_seconds=limit)  # fmt: skip
+        if ent is None or pro is None:
+            return  # every symbol stale: no market entropy, the held one ages into staleness
+        fresh = sorted(s for s, v in state.symbols.items() if now - v.event_time <= limit)
+        if ent.fresh == 1 and ent.rule == "single":
+            one = state.symbols[fresh[0]]
+            confidence, note = one.confidence, one.note
+        else:
+            confidence = sum(state.symbols[s].confidence for s in fresh) / len(fresh)
+            note = f"market entropy {ent.value:.2f}: {ent.describe()}"
+        t = ent.event_time
         if (
             state.entropy is None
             or state.entropy.source == "ticks"
             or t - state.entropy.event_time > limit
         ):
-            state.entropy = MarketEntropy(event_time=t, host_id=tick.host_id, value=derived.entropy,
-                                          source="ticks", confidence=derived.confidence,
-                                          note=derived.reason)  # fmt: skip
+            state.entropy = MarketEntropy(event_time=t, host_id=host_id, value=ent.value,
+                                          source="ticks", confidence=confidence,
+                                          note=note)  # fmt: skip
         if (
             state.profit is None
             or state.profit.source == "heuristic:trend"
             or t - state.profit.event_time > limit
         ):
-            state.profit = ProfitPotential(event_time=t, host_id=tick.host_id, value=derived[1],
+            state.profit = ProfitPotential(event_time=t, host_id=host_id, value=pro.value,
                                            source="heuristic:trend")  # fmt: skip
-        await self._changed(tick.host_id)
 
     async def on_feedback(self, report: FeedbackReport) -> None:
         """Engine feedback (qas.feedback): the newest report per host, folded in as target

@@ -47,7 +47,8 @@ if [ ! -x "$PY" ]; then
 fi
 
 # 3. the project's dependencies as aarch64 wheels (no source builds: what a Pi would install)
-if [ ! -f "$SITE/.installed" ] || [ "$ROOT/pyproject.toml" -nt "$SITE/.installed" ]; then
+if [ ! -f "$SITE/.installed" ] || [ "$ROOT/pyproject.toml" -nt "$SITE/.installed" ] \
+   || [ "$0" -nt "$SITE/.installed" ]; then
   say "installing aarch64 wheels into $SITE"
   rm -rf "$SITE"
   deps=$("$HOST_PY" - <<'PY'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.market_aggregate import RankedValues
 from shared.messages import (
     DecisionInputs,
     Envelope,
@@ -46,6 +47,12 @@ class HostState:
     # symbol -> its latest derived values; bounded with the decider's tick estimators.
     symbols: dict[str, SymbolMarket] = field(default_factory=dict)
     symbols_changed: bool = False  # a tick since the host aggregate was last folded in
+    # The symbols' values kept ranked as they change; and whether the host's ticks came in
+    # event-time order, so that the first of ``symbols`` (kept in update order) is the oldest.
+    ranked_entropy: RankedValues = field(default_factory=RankedValues)
+    ranked_profit: RankedValues = field(default_factory=RankedValues)
+    ticks_in_order: bool = True
+    newest_tick: float = 0.0  # the newest event time among the host's symbols
 
     def observe_hardware(self, snap: HardwareSnapshot) -> None:
         known = self.hardware.fingerprint if self.hardware is not None else None

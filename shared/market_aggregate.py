@@ -10,9 +10,9 @@ max(median, mean of the top k), k = min(TOP_K, n).
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 TOP_K = 5  # the "top k" of the default statistic: small, so a few crashing symbols show
 CONTRIBUTORS = 3  # how many of the highest symbols a reason names
@@ -75,11 +75,42 @@ def aggregate(
         if total > 0:
             value = sum(v * w for v, w in pairs) / total
             return Aggregate(value, "weighted", 0, len(pairs), newest, top)
+    return _default([(-v.value, s) for s, v in ranked], newest)
+
+
+def _default(ranked: Sequence[tuple[float, str]], newest: float) -> Aggregate:
+    """max(median, top-k mean) of (-value, symbol) pairs sorted ascending (highest first)."""
+    n = len(ranked)
+    top = tuple((s, -nv) for nv, s in ranked[:CONTRIBUTORS])
     if n == 1:
-        return Aggregate(ranked[0][1].value, "single", 0, 1, newest, top)
+        return Aggregate(-ranked[0][0], "single", 0, 1, newest, top)
     k = min(TOP_K, n)
-    top_mean = sum(v.value for _, v in ranked[:k]) / k
-    median = statistics.median(sorted(v.value for v in fresh.values()))
+    top_mean = sum(-nv for nv, _ in ranked[:k]) / k
+    mid = n // 2
+    median = -ranked[mid][0] if n % 2 else (-ranked[mid][0] + -ranked[mid - 1][0]) / 2
     if top_mean >= median:
         return Aggregate(top_mean, "top-k", k, n, newest, top)
     return Aggregate(median, "median", 0, n, newest, top)
+
+
+@dataclass
+class RankedValues:
+    """Symbols' values kept ranked as they change, so the default aggregate of a host's
+    symbols costs O(log n) a tick instead of a sort of them all; equal to aggregate() when
+    every symbol is fresh and neither weights nor an index apply."""
+
+    ranked: list[tuple[float, str]] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
+
+    def set(self, symbol: str, value: float) -> None:
+        self.remove(symbol)
+        self.values[symbol] = value
+        bisect.insort(self.ranked, (-value, symbol))
+
+    def remove(self, symbol: str) -> None:
+        held = self.values.pop(symbol, None)
+        if held is not None:
+            del self.ranked[bisect.bisect_left(self.ranked, (-held, symbol))]
+
+    def default(self, newest: float) -> Aggregate | None:
+        return _default(self.ranked, newest) if self.ranked else None

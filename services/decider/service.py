@@ -23,7 +23,7 @@ from shared.config import Settings
 from shared.decision import decide
 from shared.hoststate import HostState, SymbolMarket
 from shared.market import StreamingEstimator
-from shared.market_aggregate import SymbolValue, aggregate
+from shared.market_aggregate import Aggregate, SymbolValue, aggregate
 from shared.messages import (
     FeedbackReport,
     HardwareSnapshot,
@@ -139,6 +139,8 @@ class DeciderService(ConsumingService):
         aggregate, which stays bounded by the same cap."""
         state = self.hosts.get(key[0])
         if state is not None and state.symbols.pop(key[1], None) is not None:
+            state.ranked_entropy.remove(key[1])
+            state.ranked_profit.remove(key[1])
             state.symbols_changed = True
 
     def _forget(self, host_id: str) -> None:
@@ -320,6 +322,12 @@ class DeciderService(ConsumingService):
         if derived is None:
             return
         state = self._host(tick.host_id)
+        if state.symbols and tick.event_time < state.newest_tick:
+            state.ticks_in_order = False
+        state.newest_tick = max(state.newest_tick, tick.event_time)
+        state.symbols.pop(tick.symbol, None)  # re-inserted last: ``symbols`` in update order
+        state.ranked_entropy.set(tick.symbol, derived.entropy)
+        state.ranked_profit.set(tick.symbol, derived[1])
         state.symbols[tick.symbol] = SymbolMarket(
             entropy=derived.entropy, profit=derived[1], confidence=derived.confidence,
             note=derived.reason, event_time=tick.event_time,
@@ -336,19 +344,22 @@ class DeciderService(ConsumingService):
             return
         state.symbols_changed = False
         limit = self.settings.decision.staleness_seconds
-        now = max(v.event_time for v in state.symbols.values())
-        ent = aggregate({s: SymbolValue(v.entropy, v.event_time) for s, v in state.symbols.items()},
-                        now=now, staleness_seconds=limit)  # fmt: skip
-        pro = aggregate({s: SymbolValue(v.profit, v.event_time) for s, v in state.symbols.items()},
-                        now=now, staleness_seconds=limit)  # fmt: skip
+        now = state.newest_tick
+        oldest = next(iter(state.symbols.values())).event_time
+        if state.ticks_in_order and now - oldest <= limit:
+            # Every symbol fresh: the ranked values give the same aggregate without a sort.
+            ent, pro = state.ranked_entropy.default(now), state.ranked_profit.default(now)
+        else:
+            ent, pro = self._aggregates(state, now, limit)
         if ent is None or pro is None:
             return  # every symbol stale: no market entropy, the held one ages into staleness
-        fresh = sorted(s for s, v in state.symbols.items() if now - v.event_time <= limit)
         if ent.fresh == 1 and ent.rule == "single":
-            one = state.symbols[fresh[0]]
+            one = state.symbols[ent.top[0][0]]
             confidence, note = one.confidence, one.note
         else:
-            confidence = sum(state.symbols[s].confidence for s in fresh) / len(fresh)
+            # The leading symbols' confidence: O(1) a decision, and independent of order.
+            leads = [state.symbols[symbol].confidence for symbol, _ in ent.top]
+            confidence = sum(leads) / len(leads)
             note = f"market entropy {ent.value:.2f}: {ent.describe()}"
         t = ent.event_time
         if (
@@ -366,6 +377,17 @@ class DeciderService(ConsumingService):
         ):
             state.profit = ProfitPotential(event_time=t, host_id=host_id, value=pro.value,
                                            source="heuristic:trend")  # fmt: skip
+
+    @staticmethod
+    def _aggregates(
+        state: HostState, now: float, limit: float
+    ) -> tuple[Aggregate | None, Aggregate | None]:
+        """Some symbol may be stale, or ticks came out of order: aggregate the fresh ones."""
+        ent = aggregate({s: SymbolValue(v.entropy, v.event_time) for s, v in state.symbols.items()},
+                        now=now, staleness_seconds=limit)  # fmt: skip
+        pro = aggregate({s: SymbolValue(v.profit, v.event_time) for s, v in state.symbols.items()},
+                        now=now, staleness_seconds=limit)  # fmt: skip
+        return ent, pro
 
     async def on_feedback(self, report: FeedbackReport) -> None:
         """Engine feedback (qas.feedback): the newest report per host, folded in as target

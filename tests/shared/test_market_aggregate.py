@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.market_aggregate import TOP_K, SymbolValue, aggregate
+from shared.market_aggregate import TOP_K, RankedValues, SymbolValue, aggregate
 
 NOW = 1_000.0
 LIMIT = 60.0
@@ -90,3 +90,18 @@ def test_index_wins_over_weights_and_weights_over_the_default() -> None:
     agg = aggregate(stale_idx, now=NOW, staleness_seconds=LIMIT, weights=weights,
                     index_symbol="IDX")  # fmt: skip
     assert agg is not None and agg.rule == "weighted"
+
+
+@given(st.lists(st.tuples(st.sampled_from("ABCDEFGH"), st.one_of(st.none(), unit)), max_size=60))
+def test_ranked_values_kept_as_they_change_equal_the_aggregate(
+    updates: list[tuple[str, float | None]],
+) -> None:
+    ranked, latest = RankedValues(), dict[str, SymbolValue]()
+    for symbol, value in updates:  # None: the symbol is dropped (evicted)
+        if value is None:
+            ranked.remove(symbol)
+            latest.pop(symbol, None)
+        else:
+            ranked.set(symbol, value)
+            latest[symbol] = SymbolValue(value, NOW)
+    assert ranked.default(NOW) == aggregate(latest, now=NOW, staleness_seconds=LIMIT)

@@ -60,6 +60,11 @@ async def test_the_order_of_a_batch_does_not_change_the_host_entropy_or_decision
     assert interleaved(1)[-1].symbol != interleaved(2)[-1].symbol
     ea, eb = a.hosts["h1"].entropy, b.hosts["h1"].entropy
     assert ea is not None and ea == eb
+    # In event-time order the decider keeps its symbols ranked as they change (no sort per
+    # decision); out of order it aggregates afresh: both give the same host entropy.
+    c, made_c = await decide_batch(sorted(interleaved(1), key=lambda t: t.event_time))
+    assert c.hosts["h1"].ticks_in_order and not a.hosts["h1"].ticks_in_order
+    assert c.hosts["h1"].entropy == ea and made_c[0].inputs == made_a[0].inputs
     assert a.hosts["h1"].profit == b.hosts["h1"].profit
     assert len(made_a) == len(made_b) == 1
     assert made_a[0].inputs == made_b[0].inputs and made_a[0].reasons == made_b[0].reasons

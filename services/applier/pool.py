@@ -355,20 +355,10 @@ class TieredPool:
     def _enforce(self, report: PoolReport, protect: int | None = None) -> None:
         steps = ladder(self.top_bits)
         while self.nbytes() > self.budget_bytes:
-            if self.lossless_first:
+            if self.lossless_first:  # lossy only through _lossy_next: low-value blocks alone
                 if self._compress_next(report) or self._lossy_next(report):
                     continue
-                if self._reserve is not None:
-                    self._reserve = None
-                    continue
-                seq = self._oldest(self._low, protect)
-                if seq is not None:
-                    self._drop(seq)
-                    report.evicted += 1
-                    self.evicted += 1
-                    continue
-            b = self._next_lowerable()
-            if b is not None:
+            elif (b := self._next_lowerable()) is not None:
                 lower = steps[max(0, steps.index(b.enc.bits) - 1)] if b.enc.bits in steps else 8
                 self._swap(self._where[b.seq], b, self._downgrade(b, lower, report))
                 continue

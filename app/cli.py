@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "report": "replay a price file and draw what QAS did (PNG or HTML)",
     "hardware": "what the observer sees on this machine",
     "decide": "one decision for this machine, with its reasons",
-    "keygen": "write a new signing key file (mode 0600) for the decider and applier",
+    "keygen": "write a new decision signing key pair: PATH (private, mode 0600) and PATH.pub",
     "top": "live terminal view of decisions, inputs, pool, apply results, dead letters and lag "
     "(one summary line per second in a pipe)",
 }
@@ -141,11 +141,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from app.keys import write_key_file
+    from app.keys import public_path, write_key_pair
 
-    key = write_key_file(args.key_file, args.key_id)
-    print(f"wrote key {key.key_id} to {args.key_file} (mode 0600); give the same file to the "
-          "decider and every applier with --signing-key-file", file=sys.stderr)  # fmt: skip
+    key = write_key_pair(args.key_file, args.key_id)
+    pub = public_path(args.key_file)
+    print(f"wrote key {key.key_id}: the private key to {args.key_file} (mode 0600), for the "
+          f"decider alone (--signing-key-file); the public key to {pub}, for every applier and "
+          "engine (--verify-key-file)", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -187,9 +187,16 @@ OPTIONS: tuple[Opt, ...] = (
         (*SERVICES, "replay", "hardware", "decide"), env="QAS_JSON", switch=True, default=False),
     # Security: signed decisions (shared/signing.py) and the broker connection
     # (services/bus/security.py). The SASL password has no flag, so it never shows in `ps`.
-    Opt("--signing-key-file", "key file (one key_id:hex per line; the first signs, all verify); "
-        "without it `qas run` and replays use an ephemeral in-memory key", SIGNING, Path, None,
-        "QAS_SIGNING_KEY_FILE", metavar="PATH"),
+    Opt("--signing-key-file", "the decider's private key file (`qas keygen PATH` writes PATH, "
+        "mode 0600, and PATH.pub); without it `qas run` and replays use an ephemeral in-memory "
+        "key", SIGNING, Path, None, "QAS_SIGNING_KEY_FILE", metavar="PATH"),
+    Opt("--verify-key-file", "public key file the applier verifies decisions with (PATH.pub of "
+        "`qas keygen PATH`; one key_id:ed25519-public:hex per line, all verify, for rotation)",
+        ("applier",), Path, None, "QAS_VERIFY_KEY_FILE", metavar="PATH"),
+    Opt("--legacy-hmac-keys", "migration window only: accept the previous release's HMAC key "
+        "file as --signing-key-file (the decider signs with it, the applier verifies with it "
+        "beside --verify-key-file); logs a warning (docs/upgrading.md)", SIGNING,
+        env="QAS_LEGACY_HMAC_KEYS", switch=True, default=False),
     Opt("--insecure-unsigned", "decider: publish unsigned decisions; applier: enact decisions "
         "without checking signatures (anyone who can write to the decisions topic then controls "
         "this host)", ("decider", "applier"), env="QAS_INSECURE_UNSIGNED", switch=True,
@@ -246,7 +253,8 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--output", "report.png or report.html", ("report",), Path, None, metavar="FILE",
         required_in=("report",), short="-o"),
     # Keys.
-    Opt("key_file", "where to write the new key file (mode 0600); it must not exist yet",
+    Opt("key_file", "where to write the new private key (mode 0600; the public key goes to "
+        "KEY_FILE.pub); neither may exist yet",
         ("keygen",), Path, metavar="KEY_FILE", positional=True),
     Opt("--key-id", "id of the new key (default: k + today's date + 4 random hex digits)",
         ("keygen",), str, None, metavar="ID"),

@@ -25,7 +25,7 @@ import msgspec
 from msgspec import Struct
 
 from app.garbage import sweep_garbage
-from app.keys import load_key_file
+from app.keys import load_key_file, load_verify_key_file, public_path
 from app.options import default
 from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor, ProcessLimits
 from services.applier.metrics import Metrics
@@ -47,7 +47,7 @@ from services.telemetry import Page
 from shared.config import Settings
 from shared.enactor import Enactor
 from shared.messages import ApplyResult, PriceTick, ScalingDecision, encode
-from shared.signing import KeyFileError, KeyRing
+from shared.signing import KeyFileError, KeyRing, LegacyKeyError, SigningKey
 
 log = logging.getLogger("qas")
 
@@ -78,6 +78,8 @@ class Options:
     market_rate: float = default("market_rate")  # rows per second
     # Security (docs/security-setup.md: signed decisions, TLS and SASL).
     signing_key_file: Path | None = default("signing_key_file")  # noqa: RUF009 - None
+    verify_key_file: Path | None = default("verify_key_file")  # noqa: RUF009 - None
+    legacy_hmac_keys: bool = default("legacy_hmac_keys")
     insecure_unsigned: bool = default("insecure_unsigned")
     security_protocol: str = default("security_protocol")
     ssl_cafile: Path | None = default("ssl_cafile")  # noqa: RUF009 - an immutable None
@@ -117,27 +119,57 @@ def make_bus(opts: Options) -> Bus:
 
 
 def signing_keys(opts: Options, which: tuple[str, ...]) -> KeyRing | None:
-    """The key ring the decider signs with and the applier verifies with.
+    """The key ring the decider signs with, or the one the applier verifies with.
 
-    A key file when given. Otherwise a process that runs both (``qas run``, replays) makes an
-    ephemeral key: it signs and verifies with nothing to configure. A lone decider or applier
-    needs the key file, or --insecure-unsigned (None: no signing, no checking).
+    The decider loads its private key (--signing-key-file); a lone applier loads public keys
+    only (--verify-key-file) and refuses a private key file: a host that only verifies must
+    hold nothing that signs. During a migration (--legacy-hmac-keys) an HMAC key file may sign
+    or, beside the public keys, verify. A process that runs both (``qas run``, replays) signs
+    with its key file or an ephemeral key, and verifies with the same ring. Otherwise
+    --insecure-unsigned (None: no signing, no checking) or a usage error.
     """
-    if opts.signing_key_file is not None:
-        return load_key_file(opts.signing_key_file)
-    if "decider" in which and "applier" in which:
-        return KeyRing.ephemeral()
-    if not {"decider", "applier"} & set(which):
+    signs, verifies = "decider" in which, "applier" in which
+    if not (signs or verifies):
         return None  # the observer neither signs nor verifies
+    ring: KeyRing | None = None
+    if opts.signing_key_file is not None:
+        ring = _private_ring(opts.signing_key_file, opts.legacy_hmac_keys)
+        if signs:
+            ring.signer  # noqa: B018 - raises now, not at the first decision, for a public key
+        elif any(isinstance(k, SigningKey) for k in ring.keys):
+            raise KeyFileError(f"qas applier verifies with public keys only: --verify-key-file "
+                               f"{public_path(opts.signing_key_file)} (QAS_VERIFY_KEY_FILE), and "
+                               "keep the private key on the decider's host alone")  # fmt: skip
+    if verifies and not signs and opts.verify_key_file is not None:
+        public = load_verify_key_file(opts.verify_key_file)
+        ring = public if ring is None else public.merged(ring)
+    if ring is not None:
+        if ring.has_hmac:
+            log.warning("--legacy-hmac-keys: %s HMAC keys, which every host that holds them can "
+                        "sign with; turn the flag off once every decider signs with Ed25519 "
+                        "(docs/upgrading.md)", "signing with" if signs else "accepting")  # fmt: skip
+        return ring
+    if signs and verifies:
+        return KeyRing.ephemeral()
     if opts.insecure_unsigned:
         log.warning("--insecure-unsigned: decisions are %s; anyone who can write to %s "
-                    "controls this host's limits", "published unsigned" if "decider" in which
+                    "controls this host's limits", "published unsigned" if signs
                     else "enacted without checking signatures", opts.settings.topics.decisions)  # fmt: skip
         return None
-    raise KeyFileError(f"qas {which[0]} needs the signing key file shared with the "
-                       f"{'applier' if which[0] == 'decider' else 'decider'}: "
-                       "--signing-key-file PATH (QAS_SIGNING_KEY_FILE; `qas keygen PATH` makes "
-                       "one), or --insecure-unsigned")  # fmt: skip
+    if signs:
+        raise KeyFileError("qas decider needs its private signing key: --signing-key-file PATH "
+                           "(QAS_SIGNING_KEY_FILE; `qas keygen PATH` writes PATH and PATH.pub), "
+                           "or --insecure-unsigned")  # fmt: skip
+    raise KeyFileError("qas applier needs the decider's public key: --verify-key-file PATH.pub "
+                       "(QAS_VERIFY_KEY_FILE; `qas keygen PATH` writes it), or "
+                       "--insecure-unsigned")  # fmt: skip
+
+
+def _private_ring(path: Path, allow_hmac: bool) -> KeyRing:
+    try:
+        return load_key_file(path, allow_hmac=allow_hmac)
+    except LegacyKeyError as exc:
+        raise KeyFileError(f"{exc}; --legacy-hmac-keys accepts it during a migration") from None
 
 
 def make_probe(opts: Options, root: Path = Path("/")) -> HardwareProbe:

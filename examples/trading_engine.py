@@ -24,9 +24,11 @@ Modes (the same prices, symbols and features for each, for the benchmark of issu
 0); in ``qas`` mode the embedded observer reports it to the decider beside the sensors.
 
 Security: on the embedded bus the in-process decider signs with an ephemeral key and the engine
-adopts only what verifies. On Kafka, given the key file the decider signs with
-(``--signing-key-file``, or QAS_SIGNING_KEY_FILE) the engine adopts only decisions whose signature
-verifies; without it, it says once that it runs unverified. The broker connection takes the same
+adopts only what verifies. On Kafka, given the decider's public key (``--verify-key-file
+qas.key.pub``, or QAS_VERIFY_KEY_FILE) the engine adopts only decisions whose signature verifies,
+and holds nothing that could sign; without it, it says once that it runs unverified.
+(``--signing-key-file`` still reads a private or a previous release's HMAC key file, for a
+migration window; it warns that the public key is all the engine needs.) The broker connection takes the same
 TLS/SASL settings as ``qas`` (--security-protocol, --ssl-*, --sasl-*, the password from
 QAS_SASL_PASSWORD or --sasl-password-file).
 """
@@ -49,7 +51,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.keys import load_key_file
+from app.keys import load_key_file, load_verify_key_file, public_path
 from core.engine import Adopted, EngineClient, connect, resident_bytes
 from services.bus.security import MECHANISMS, PROTOCOLS, BrokerSecurity, sasl_password
 from shared.config import Settings
@@ -381,9 +383,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(host_id=args.host_id)
     limit = args.memory_limit
     max_store = None if not limit else max(1 << 20, int(0.5 * (limit - resident_bytes())))
-    keys = load_key_file(args.signing_key_file) if args.signing_key_file else None
+    keys = load_verify_key_file(args.verify_key_file) if args.verify_key_file else None
+    if args.signing_key_file:  # a migration window: the old shared key, or a private key file
+        log.warning("--signing-key-file: an engine needs only the decider's public key: "
+                    "--verify-key-file %s", public_path(args.signing_key_file))  # fmt: skip
+        held = load_key_file(args.signing_key_file, allow_hmac=True).public()
+        keys = held if keys is None else keys.merged(held)
     if args.bootstrap_servers and keys is None:
-        log.warning("decisions are not verified (no --signing-key-file): any client that "
+        log.warning("decisions are not verified (no --verify-key-file): any client that "
                     "can write to qas.decisions can change this engine's settings")  # fmt: skip
     security = BrokerSecurity(
         args.security_protocol, ssl_cafile=args.ssl_cafile, ssl_certfile=args.ssl_certfile,
@@ -492,8 +499,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval-seconds", type=float, default=1.0,
                    help="--json: seconds between interval records (default 1)")  # fmt: skip
     env = os.environ.get
+    p.add_argument("--verify-key-file", type=Path, default=env("QAS_VERIFY_KEY_FILE") or None,
+                   help="the decider's public key file (qas.key.pub): adopt only decisions it "
+                        "signed")  # fmt: skip
     p.add_argument("--signing-key-file", type=Path, default=env("QAS_SIGNING_KEY_FILE") or None,
-                   help="the decider's key file: adopt only decisions it signed")  # fmt: skip
+                   help="migration window: a private or previous-release HMAC key file")  # fmt: skip
     p.add_argument("--security-protocol", choices=PROTOCOLS,
                    default=env("QAS_SECURITY_PROTOCOL", "PLAINTEXT"))  # fmt: skip
     for name in ("ssl-cafile", "ssl-certfile", "ssl-keyfile", "sasl-password-file"):

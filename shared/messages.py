@@ -323,7 +323,7 @@ class ScalingDecision(Envelope, frozen=True, kw_only=True):
     # sequence), so the decider stamps its start time (ms) here. Covered by the signature.
     sequence_epoch: Annotated[int, Meta(ge=0)] = 0
     key_id: Annotated[str, Meta(max_length=64)] | None = None  # which key signed it
-    signature: str | None = None  # HMAC-SHA256, hex (see shared/signing.py)
+    signature: str | None = None  # Ed25519, hex (see shared/signing.py)
 
 
 # --- apply results (qas.applied) ----------------------------------------------------------

@@ -332,8 +332,9 @@ async def connect(
     Without ``bootstrap_servers`` (or ``bus``) it uses an in-process bus and, unless
     ``embedded_qas=False``, runs QAS's observer and decider beside the engine; they sign with
     ``keys`` (an ephemeral key when none is given) and the engine adopts only what verifies.
-    With Kafka, ``keys`` is the decider's key file: only decisions signed with it are adopted
-    (without it, decisions are not verified). ``security``: TLS/SASL for the broker.
+    With Kafka, ``keys`` holds the decider's public keys (``app.keys.load_verify_key_file``
+    of ``qas.key.pub``): only decisions signed by them are adopted, and the engine can verify
+    but never sign (without ``keys``, decisions are not verified). ``security``: TLS/SASL for the broker.
     ``thermal_source``: an announced thermal state (0..1) the embedded observer reports beside
     its sensors (the higher wins), e.g. a file a test harness writes.
     """
@@ -348,6 +349,8 @@ async def connect(
         embedded_qas = own_bus and not bootstrap_servers
     if embedded_qas and keys is None:
         keys = KeyRing.ephemeral()
+    if embedded_qas and keys is not None:
+        keys.signer  # noqa: B018 - the embedded decider signs: public keys alone raise here
     if keys is not None and options.get("verify") is None:
         options["verify"] = signed_by(keys)
     stop = asyncio.Event()

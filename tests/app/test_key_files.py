@@ -1,4 +1,5 @@
-"""Key-file hygiene: a private key file is its owner's alone, or it is refused with the fix."""
+"""Key-file hygiene: a private key file is its owner's alone, a public one may be read by all
+but written by its owner only, or it is refused with the fix."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app.keys import load_key_file, write_key_file
-from shared.signing import KeyFileError
+from app.keys import load_key_file, load_verify_key_file, public_path, write_key_pair
+from shared.signing import KeyFileError, LegacyKeyError, SigningKey, VerifyKey
 from tests.support.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ SECRET = "d4" * 32
 
 def key_file(tmp_path: Path, mode: int) -> Path:
     path = tmp_path / "k.key"
-    path.write_text(f"k1:{SECRET}\n")
+    path.write_text(f"k1:ed25519-private:{SECRET}\n")
     path.chmod(mode)
     return path
 
@@ -80,15 +81,86 @@ def test_a_directory_is_not_a_key_file(tmp_path: Path) -> None:
         load_key_file(folder)
 
 
-def test_keygen_writes_0600_whatever_the_umask_and_its_file_loads(tmp_path: Path) -> None:
+def test_keygen_writes_0600_and_a_public_0644_whatever_the_umask_and_both_load(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "new.key"
     old = os.umask(0)
     try:
-        key = write_key_file(path, "fresh")
+        key = write_key_pair(path, "fresh")
     finally:
         os.umask(old)
+    pub = public_path(path)
+    assert pub == tmp_path / "new.key.pub"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pub.stat().st_mode) == 0o644
     assert load_key_file(path).signer.key_id == key.key_id == "fresh"
+    public = load_verify_key_file(pub)
+    assert [k.key_id for k in public.keys] == ["fresh"] and not public.has_private
+    assert isinstance(public.keys[0], VerifyKey)
+    assert public.keys[0].public_bytes == key.public.public_bytes
+    secret = key.line().rsplit(":", 1)[1]
+    assert secret not in pub.read_text()  # the public file holds no private material
+
+
+def test_keygen_never_overwrites_either_file(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    public_path(path).write_text("# somebody's verify keys\n")
+    with pytest.raises(KeyFileError, match="exists"):
+        write_key_pair(path)
+    assert not path.exists() and "somebody" in public_path(path).read_text()
+    public_path(path).unlink()
+    write_key_pair(path, "one")
+    with pytest.raises(KeyFileError, match="exists"):
+        write_key_pair(path, "two")
+    assert load_key_file(path).signer.key_id == "one"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o444, 0o600, 0o604])
+def test_a_public_key_file_may_be_world_readable(tmp_path: Path, mode: int) -> None:
+    key = write_key_pair(tmp_path / "k.key", "k1")
+    pub = public_path(tmp_path / "k.key")
+    pub.chmod(mode)
+    assert load_verify_key_file(pub).get("k1") is not None and key.key_id == "k1"
+
+
+@pytest.mark.parametrize("mode", [0o646, 0o664, 0o666, 0o622])
+def test_a_public_key_file_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    write_key_pair(tmp_path / "k.key", "k1")
+    pub = public_path(tmp_path / "k.key")
+    pub.chmod(mode)
+    with pytest.raises(KeyFileError) as err:
+        load_verify_key_file(pub)
+    assert f"chmod 644 {pub}" in str(err.value) and "writable by group or others" in str(err.value)
+
+
+def test_a_public_key_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    write_key_pair(tmp_path / "k.key", "k1")
+    pub = public_path(tmp_path / "k.key")
+    os.chown(pub, os.geteuid() + 4242, -1)
+    with pytest.raises(KeyFileError, match="owned by uid .* chown"):
+        load_verify_key_file(pub)
+
+
+def test_a_private_key_given_as_the_verify_key_file_is_refused(tmp_path: Path) -> None:
+    path = key_file(tmp_path, 0o600)
+    with pytest.raises(KeyFileError, match="a private key in a public key file") as err:
+        load_verify_key_file(path)
+    assert SECRET[:8] not in str(err.value)
+
+
+def test_an_hmac_key_file_loads_only_in_the_migration_window(tmp_path: Path) -> None:
+    path = tmp_path / "old.key"
+    path.write_text(f"k-old:{SECRET}\n")
+    path.chmod(0o600)
+    with pytest.raises(LegacyKeyError, match=f"key file {path}: line 1: an HMAC key") as err:
+        load_key_file(path)
+    assert SECRET[:8] not in str(err.value)
+    ring = load_key_file(path, allow_hmac=True)
+    assert ring.has_hmac and not isinstance(ring.signer, SigningKey)
+    path.chmod(0o644)  # a loose HMAC file is refused like any secret
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_key_file(path, allow_hmac=True)
 
 
 @pytest.mark.parametrize("command", ["decider", "applier"])

@@ -1,4 +1,5 @@
-"""The security options as a user meets them: `qas keygen`, key files, --insecure-unsigned."""
+"""The security options as a user meets them: `qas keygen`, the key pair (--signing-key-file,
+--verify-key-file), --legacy-hmac-keys, --insecure-unsigned."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.keys import load_key_file
+from app.keys import load_key_file, load_verify_key_file, public_path
 from tests.support.broker import TansuBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,10 @@ def qas(*args: str, env: dict[str, str] | None = None, timeout: float = 90
 
 
 def secret_of(path: Path) -> str:
-    return path.read_text().splitlines()[-1].split(":", 1)[1]
+    return path.read_text().splitlines()[-1].rsplit(":", 1)[1]
 
 
-def test_keygen_writes_a_private_key_file_once(tmp_path: Path) -> None:
+def test_keygen_writes_a_private_key_file_and_its_public_key_once(tmp_path: Path) -> None:
     path = tmp_path / "qas.key"
     old = os.umask(0o022)  # a permissive umask must not make the file readable by others
     try:
@@ -41,6 +42,11 @@ def test_keygen_writes_a_private_key_file_once(tmp_path: Path) -> None:
     ring = load_key_file(path)
     assert ring.signer.key_id == "desk-2026" and len(secret_of(path)) == 64
     assert secret_of(path) not in r.stdout + r.stderr  # the key is in the file only
+    pub = public_path(path)
+    assert stat.S_IMODE(pub.stat().st_mode) == 0o644 and secret_of(path) not in pub.read_text()
+    assert load_verify_key_file(pub).keys[0].key_id == "desk-2026"
+    assert f"{path} (mode 0600)" in r.stderr and f"{pub}" in r.stderr
+    assert "--signing-key-file" in r.stderr and "--verify-key-file" in r.stderr
     again = qas("keygen", str(path))
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     assert "exists" in again.stderr and load_key_file(path).signer.key_id == "desk-2026"
@@ -52,15 +58,16 @@ def test_a_lone_decider_or_applier_refuses_to_start_without_a_key_file(command: 
             if command == "applier" else "--log-level=INFO")  # fmt: skip
     assert r.returncode == 2
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"error: qas {command} needs the signing key file")
-    assert "--signing-key-file" in line and "--insecure-unsigned" in line
+    flag = "--signing-key-file PATH" if command == "decider" else "--verify-key-file PATH.pub"
+    assert line.startswith(f"error: qas {command} needs ")
+    assert flag in line and "--insecure-unsigned" in line and "qas keygen PATH" in line
 
 
 def test_a_bad_key_file_is_one_line_without_key_material(tmp_path: Path) -> None:
     path = tmp_path / "bad.key"
-    path.write_text("k1:" + "ab" * 31 + "zz\n")
+    path.write_text("k1:ed25519-private:" + "ab" * 31 + "zz\n")
     path.chmod(0o600)
-    r = qas("applier", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics",
+    r = qas("decider", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics",
             "--signing-key-file", str(path))  # fmt: skip
     assert r.returncode == 2
     (line,) = r.stderr.strip().splitlines()
@@ -68,7 +75,7 @@ def test_a_bad_key_file_is_one_line_without_key_material(tmp_path: Path) -> None
 
 
 @pytest.mark.kafka
-def test_separate_services_sign_and_verify_with_one_key_file(
+def test_the_decider_signs_with_the_private_key_and_the_applier_verifies_with_the_public_one(
     broker: TansuBroker, tmp_path: Path
 ) -> None:
     key = tmp_path / "qas.key"
@@ -84,7 +91,7 @@ def test_separate_services_sign_and_verify_with_one_key_file(
     procs = [
         start("observer"),
         start("decider", "--signing-key-file", str(key)),
-        start("applier", "--signing-key-file", str(key), "--json", "--no-metrics"),
+        start("applier", "--verify-key-file", str(public_path(key)), "--json", "--no-metrics"),
     ]
     from kafka import KafkaProducer  # the engine's market signal, so there is a decision
 
@@ -124,11 +131,12 @@ def test_the_engine_adopts_only_verified_decisions_when_given_the_key_file(tmp_p
     from shared.signing import SigningKey, parse_key_file, sign
     from tests.support.factories import inputs_for, reference_host
 
-    ring = parse_key_file(f"k1:{'c3' * 32}")
+    private = parse_key_file(f"k1:ed25519-private:{'c3' * 32}")
+    ring = private.public()  # the engine holds the public key only
     d, _ = decide(inputs_for(reference_host(), 0.9, 0.2, 0.5), PriorState(), host_id="desk",
                   now=time.time(), c=DecisionConstants())  # fmt: skip
     assert d is not None and d.confidence > 0.7
-    signed = sign(d, ring.signer)
+    signed = sign(d, private.signer)
     # the example engine's gate (core/engine: the client library's Adopter with the key ring)
     verified, trusting = Adopter("desk", verify=signed_by(ring)), Adopter("desk")
     forged = msgspec.structs.replace(signed, batch_size=1)
@@ -155,7 +163,7 @@ def test_the_engine_example_with_the_key_file_adopts_signed_decisions(
         time.sleep(4)  # QAS's groups join first (as in tests/app/test_replay.py)
         r = subprocess.run([sys.executable, "examples/trading_engine.py", "--bootstrap-servers",
                             broker.bootstrap, "--duration", "12", "--host-id", host, "--rate", "60",
-                            "--signing-key-file", str(key)], capture_output=True, text=True,
+                            "--verify-key-file", str(public_path(key))], capture_output=True, text=True,
                            timeout=90, cwd=ROOT, env=env)  # fmt: skip
     finally:
         run.terminate()
@@ -173,6 +181,44 @@ def test_qas_run_signs_with_an_ephemeral_key_and_verifies_with_nothing_to_config
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     decisions = [o for o in lines if o["type"] == "decision"]
     results = [o for o in lines if o["type"] == "applied"]
-    assert decisions and all(d["key_id"] == "ephemeral" and len(d["signature"]) == 64
+    assert decisions and all(d["key_id"] == "ephemeral" and len(d["signature"]) == 128
                              for d in decisions)  # fmt: skip
     assert results and all(o["status"] in ("applied", "skipped") for o in results), results
+
+
+def test_an_applier_given_the_private_key_refuses_it_and_names_the_public_file(
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "qas.key"
+    assert qas("keygen", str(key)).returncode == 0
+    r = qas("applier", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics",
+            "--signing-key-file", str(key))  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert "verifies with public keys only" in line and f"--verify-key-file {key}.pub" in line
+    r = qas(
+        "applier",
+        "--bootstrap-servers",
+        f"127.0.0.1:{free_port()}",
+        "--no-metrics",
+        env={"QAS_VERIFY_KEY_FILE": str(key)},
+    )  # the private file where the public one goes
+    assert r.returncode == 2 and "a private key in a public key file" in r.stderr
+    assert secret_of(key) not in r.stderr
+
+
+def test_an_hmac_key_file_needs_the_migration_flag_which_warns(tmp_path: Path) -> None:
+    old = tmp_path / "old.key"
+    old.write_text(f"k-old:{'5e' * 32}\n")
+    old.chmod(0o600)
+    r = qas("decider", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--no-metrics",
+            "--signing-key-file", str(old))  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert "an HMAC key" in line and "--legacy-hmac-keys" in line and "5e5e" not in line
+    r = qas("run", "--duration", "2", "--json", "--no-metrics", "--signing-key-file", str(old),
+            "--legacy-hmac-keys")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("--legacy-hmac-keys: signing with HMAC keys") == 1
+    decisions = [o for o in map(json.loads, r.stdout.splitlines()) if o["type"] == "decision"]
+    assert decisions and all(len(d["signature"]) == 64 for d in decisions)

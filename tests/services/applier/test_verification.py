@@ -19,11 +19,12 @@ from services.bus.memory import MemoryBus
 from shared.config import DecisionConstants, Settings
 from shared.decision import decide
 from shared.messages import ApplyResult, DeadLetter, PriorState, ScalingDecision, decode, encode
-from shared.signing import KeyRing, SigningKey, parse_key_file, sign
+from shared.signing import HmacKey, KeyRing, SigningKey, parse_key_file, sign
 from tests.support.factories import inputs_for, reference_host
 
 S = Settings(decision=DecisionConstants(max_jitter_seconds=0.0))
-RING = parse_key_file(f"k1:{'ab' * 32}\n")
+RING = parse_key_file(f"k1:ed25519-private:{'ab' * 32}\n")  # the decider's
+PUBLIC = RING.public()  # what the applier holds
 
 
 def cgroup_dir(root: Path) -> Path:
@@ -52,18 +53,22 @@ async def test_rejected_decisions_touch_nothing_and_are_acknowledged_counted_and
     before = files(cg)
     now = time.time()
     bus, metrics = MemoryBus(), Metrics()
-    svc = ApplierService(bus, S, "h", metrics=metrics, verifier=RING,
+    svc = ApplierService(bus, S, "h", metrics=metrics, verifier=PUBLIC,
                          enactors=[CgroupLimits(cg)])  # fmt: skip
     good = genuine(1, now)
     unsigned = msgspec.structs.replace(good, decision_id="u", key_id=None, signature=None)
-    forged = msgspec.structs.replace(good, decision_id="f", signature="f" * 64)
+    forged = msgspec.structs.replace(good, decision_id="f", signature="f" * 128)
     wrong_key = msgspec.structs.replace(
         sign(genuine(2, now), SigningKey("k1", b"x" * 32)), decision_id="w"
     )
     altered = msgspec.structs.replace(genuine(3, now), memory_budget_bytes=4096)
     stale = genuine(4, now - 31)
     ahead = genuine(5, now + 6)
-    bad = [unsigned, forged, wrong_key, altered, stale, ahead]
+    # signed the previous release's way (HMAC), here with the public key's bytes as the secret
+    old_way = sign(msgspec.structs.replace(genuine(6, now), decision_id="o", key_id=None,
+                                           signature=None),
+                   HmacKey("k1", PUBLIC.keys[0].public_bytes))  # type: ignore[union-attr]  # fmt: skip
+    bad = [unsigned, forged, wrong_key, altered, stale, ahead, old_way]
     stop = asyncio.Event()
     task = asyncio.create_task(svc.run(stop))
     reader = bus.consumer([S.topics.applied, S.topics.dlq], "reader")
@@ -82,11 +87,13 @@ async def test_rejected_decisions_touch_nothing_and_are_acknowledged_counted_and
     assert files(cg) == before  # nothing written
     assert [r.status for r in results] == ["rejected"] * len(bad)
     assert [r.reason.split(":")[0] for r in results] == [
-        "unsigned", "bad_signature", "bad_signature", "bad_signature", "stale", "future"]  # fmt: skip
+        "unsigned", "bad_signature", "bad_signature", "bad_signature", "stale", "future",
+        "legacy_hmac"]  # fmt: skip
     assert all(r.engine_config is None for r in results)  # nothing an engine could adopt
     assert [decode(x.payload, ScalingDecision).decision_id for x in letters] == [
         d.decision_id for d in bad]  # fmt: skip
     assert all(x.reason.startswith("rejected: ") for x in letters)
+    assert "rejected: legacy_hmac: HMAC-signed (key id 'k1')" in letters[-1].reason
     # The gauges never saw them: a forged decision does not even show as the current factor.
     assert svc.metrics.scaling_factor.labels("h")._value.get() == 0.0
 
@@ -110,15 +117,15 @@ async def test_rejected_decisions_touch_nothing_and_are_acknowledged_counted_and
     }
     assert set(rejected) == set(REJECT_REASONS)
     assert rejected == {"unsigned": 1, "unknown_key": 0, "bad_signature": 3, "stale": 1,
-                        "future": 1, "replayed_sequence": 0}  # fmt: skip
-    assert 'qas_applies_total{result="rejected"} 6.0' in page
+                        "future": 1, "replayed_sequence": 0, "legacy_hmac": 1}  # fmt: skip
+    assert 'qas_applies_total{result="rejected"} 7.0' in page
     assert "ab" * 32 not in page
 
 
 async def test_sequence_replay_redelivery_and_a_decider_restart(tmp_path: Path) -> None:
     cg = cgroup_dir(tmp_path)
     now = [time.time()]
-    svc = ApplierService(MemoryBus(), S, "h", verifier=RING, enactors=[CgroupLimits(cg)],
+    svc = ApplierService(MemoryBus(), S, "h", verifier=PUBLIC, enactors=[CgroupLimits(cg)],
                          clock=lambda: now[0])  # fmt: skip
     published: list[ApplyResult] = []
     svc.on_result = published.append
@@ -147,3 +154,40 @@ async def test_sequence_replay_redelivery_and_a_decider_restart(tmp_path: Path) 
 def test_an_ephemeral_ring_signs_what_it_verifies() -> None:
     ring = KeyRing.ephemeral()
     assert ring.signer is ring.get("ephemeral")
+
+
+async def test_a_decision_of_a_newer_schema_is_dead_lettered_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """A newer schema may change what fields mean: the applier does not guess, it dead-letters
+    the record with the reason, enacts nothing, and goes on with the next decision."""
+    cg = cgroup_dir(tmp_path)
+    before = files(cg)
+    bus = MemoryBus()
+    svc = ApplierService(bus, S, "h", verifier=PUBLIC, enactors=[CgroupLimits(cg)])
+    now = time.time()
+    newer = sign(msgspec.structs.replace(genuine(1, now), key_id=None, signature=None,
+                                         schema_version=2), RING.signer)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(svc.run(stop))
+    reader = bus.consumer([S.topics.applied, S.topics.dlq], "reader")
+    await reader.start()
+    await bus.publish(S.topics.decisions, "h", encode(newer))
+    letters: list[DeadLetter] = []
+    async with asyncio.timeout(5):
+        while not letters:
+            letters += [decode(r.value, DeadLetter) for r in await reader.getmany(timeout=0.1)
+                        if r.topic == S.topics.dlq]  # fmt: skip
+    assert letters[0].reason.startswith("undecodable: ScalingDecision: schema_version 2 is "
+                                        "newer than 1")  # fmt: skip
+    assert letters[0].payload == encode(newer) and files(cg) == before
+    good = genuine(2, now + 0.1)
+    await bus.publish(S.topics.decisions, "h", encode(good))
+    results: list[ApplyResult] = []
+    async with asyncio.timeout(5):
+        while not results:
+            results += [decode(r.value, ApplyResult) for r in await reader.getmany(timeout=0.1)
+                        if r.topic == S.topics.applied]  # fmt: skip
+    stop.set()
+    await task
+    assert [r.status for r in results] == ["applied"] and svc.stats["dead_letters"] == 1

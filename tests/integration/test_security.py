@@ -42,14 +42,16 @@ from shared.messages import (
     decode,
     encode,
 )
-from shared.signing import SigningKey, parse_key_file, sign, verify
+from shared.signing import HmacKey, SigningKey, VerifyKey, parse_key_file, sign, verify
 from tests.support.broker import TansuBroker, free_port
 from tests.support.factories import reference_host, sensors, snapshot
+from tests.support.signed_engine import public_key_engine_scenario
 from tests.support.tls_front import TlsFront
 
 pytestmark = pytest.mark.kafka
 
-RING = parse_key_file(f"k1:{'5a' * 32}\n")
+RING = parse_key_file(f"k1:ed25519-private:{'5a' * 32}\n")  # the decider's private key
+PUBLIC = RING.public()  # all the applier holds
 HOST = "sec-host"
 
 
@@ -121,7 +123,7 @@ async def _start(bus: KafkaBus, s: Settings, cg: Path, skew: list[float]):  # ty
     await bus.start()
     stop = asyncio.Event()
     decider = DeciderService(bus, s, HOST, group=f"{s.topics.decisions}-d", signer=RING)
-    applier = ApplierService(bus, s, HOST, group=f"{s.topics.decisions}-a", verifier=RING,
+    applier = ApplierService(bus, s, HOST, group=f"{s.topics.decisions}-a", verifier=PUBLIC,
                              metrics=Metrics(), enactors=[CgroupLimits(cg)],
                              clock=lambda: time.time() + skew[0])  # fmt: skip
     tasks = [asyncio.create_task(svc.run(stop)) for svc in (decider, applier)]
@@ -169,19 +171,26 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
         genuine = [decode(r, ScalingDecision) for r in await asyncio.to_thread(
             read_all, broker.bootstrap, t.decisions, lambda v: len(v) >= 1)]  # fmt: skip
         d = genuine[-1]
-        assert verify(d, RING) is None and files(cg)["memory.high"] == str(d.memory_budget_bytes)
+        assert verify(d, PUBLIC) is None and files(cg)["memory.high"] == str(d.memory_budget_bytes)
         baseline = files(cg)
+
+        public = PUBLIC.keys[0]
+        assert isinstance(public, VerifyKey)
+        raw = public.public_bytes
 
         def evil(tag: str, k: int, **kw: object) -> ScalingDecision:
             return msgspec.structs.replace(d, decision_id=f"{tag}-1", sequence=d.sequence + k,
                                            memory_budget_bytes=4096, **kw)  # fmt: skip
 
         attacks = {
-            "forged": evil("forged", 10, signature="ab" * 32),  # a made-up signature
+            "forged": evil("forged", 10, signature="ab" * 64),  # a made-up signature
             "unsigned": evil("unsigned", 11, key_id=None, signature=None),
             "wrong-key": sign(evil("wrong-key", 12), SigningKey("k1", b"\x01" * 32)),
             "unknown-key": sign(evil("unknown-key", 13), SigningKey("mallory", b"\x02" * 32)),
             "altered": msgspec.structs.replace(d, memory_budget_bytes=4096),  # same id and MAC
+            # What a host holding only the public key could make of it.
+            "seeded": sign(evil("seeded", 14), SigningKey("k1", raw)),
+            "maced": sign(evil("maced", 15), HmacKey("k1", raw)),
             # A genuine, correctly signed decision held back and injected after a newer one.
             "held-back": sign(msgspec.structs.replace(d, decision_id="held-back-1",
                                                       memory_budget_bytes=4096), RING.signer),
@@ -198,6 +207,7 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
         assert codes == {"forged-1": "bad_signature", "unsigned-1": "unsigned",
                          "wrong-key-1": "bad_signature", "unknown-key-1": "unknown_key",
                          d.decision_id: "bad_signature",  # the altered copy of d
+                         "seeded-1": "bad_signature", "maced-1": "legacy_hmac",
                          "held-back-1": "replayed_sequence"}, codes  # fmt: skip
         assert all(r.engine_config is None for r in rejected)  # nothing an engine could adopt
         assert files(cg) == baseline  # nothing enacted
@@ -224,7 +234,8 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
             d.decision_id}
         assert all(x.reason.startswith("rejected: ") and x.service == "applier" for x in letters)
         page = applier.metrics.render().decode()
-        assert 'qas_decisions_rejected_total{reason="bad_signature"} 3.0' in page
+        assert 'qas_decisions_rejected_total{reason="bad_signature"} 4.0' in page
+        assert 'qas_decisions_rejected_total{reason="legacy_hmac"} 1.0' in page
         assert 'qas_decisions_rejected_total{reason="stale"} 1.0' in page
         assert "5a" * 32 not in page
 
@@ -237,11 +248,23 @@ async def test_forged_altered_wrong_key_and_replayed_decisions_change_nothing(
         newest = [decode(r, ScalingDecision) for r in await asyncio.to_thread(
             read_all, broker.bootstrap, t.decisions,
             lambda v: len(v) >= decider.stats["decisions"] + len(attacks) + 2)]  # fmt: skip
-        last = next(x for x in reversed(newest) if x.key_id and verify(x, RING) is None)
+        last = next(x for x in reversed(newest) if x.key_id and verify(x, PUBLIC) is None)
         assert (cg / "memory.high").read_text() == str(last.memory_budget_bytes)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+        await bus.stop()
+
+
+async def test_an_engine_with_only_the_public_key_adopts_genuine_and_refuses_forged(
+    broker: TansuBroker,
+) -> None:
+    s = _settings()
+    bus = _bus(broker.bootstrap, s)
+    await bus.start()
+    try:
+        await public_key_engine_scenario(bus, s, f"{HOST}-engine", timeout=40.0)
+    finally:
         await bus.stop()
 
 
@@ -288,7 +311,7 @@ async def test_the_pipeline_runs_over_tls_and_its_decisions_arrive_signed(
             lambda v: any(a.status == "applied" for a in results_for(v).values()), **tls))  # fmt: skip
         decisions = [decode(r, ScalingDecision) for r in await asyncio.to_thread(
             read_all, tls_front.bootstrap, s.topics.decisions, lambda v: len(v) >= 1, **tls)]  # fmt: skip
-        assert decisions and all(verify(x, RING) is None for x in decisions)
+        assert decisions and all(verify(x, PUBLIC) is None for x in decisions)
         done = next(a for a in applied.values() if a.status == "applied")
         by_id = {x.decision_id: x for x in decisions}
         assert (cg / "memory.high").read_text() != "max\n"

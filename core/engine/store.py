@@ -21,6 +21,7 @@ high-value to its tier. Budgets are ``min(decided budget, max_budget_bytes)``; `
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
 
@@ -70,6 +71,10 @@ class EngineStore:
         self.clock = clock
         self._pending: dict[str, list[F64]] = {}
         self._pending_value: dict[str, float] = {}
+        self._next: dict[str, int] = {}  # per series, the index of its first pending value
+        # per series, its blocks' first indices (ascending) and their seqs, for ``range``
+        self._starts: dict[str, list[int]] = {}
+        self._seqs: dict[str, list[int]] = {}
         self.retry_writes = retry_writes
         self.rejected = 0  # writes the pool refused (kept pending and retried)
         self.dropped_values = 0  # values dropped after ``retry_writes`` refused writes
@@ -135,11 +140,14 @@ class EngineStore:
             ):
                 self._pending[key] = []
                 self._pending_value[key] = 0.0
+                self._index_written(key, len(values))
                 continue
             ok = False
             self.rejected += 1
             while len(pending) > self.retry_writes:
-                self.dropped_values += len(pending.pop(0))
+                n = len(pending.pop(0))
+                self.dropped_values += n
+                self._next[key] = self._next.get(key, 0) + n  # a gap: those indices stay empty
         return ok
 
     def enact(self, d: ScalingDecision) -> ActuatorResult:
@@ -148,7 +156,45 @@ class EngineStore:
             d = msgspec.structs.replace(d, memory_budget_bytes=self.max_budget_bytes)
         return self.enactor.enact(d)
 
+    def _index_written(self, key: str, n: int) -> None:
+        blocks = self.pool.blocks(key)
+        starts, seqs = self._starts.setdefault(key, []), self._seqs.setdefault(key, [])
+        if blocks:  # the block just written is the series' newest
+            starts.append(self._next.get(key, 0))
+            seqs.append(blocks[-1].seq)
+        self._next[key] = self._next.get(key, 0) + n
+        if len(seqs) > 2 * len(blocks) + 64:  # forget evicted blocks, amortised
+            held = {b.seq for b in blocks}
+            keep = [i for i, q in enumerate(seqs) if q in held]
+            self._starts[key] = [starts[i] for i in keep]
+            self._seqs[key] = [seqs[i] for i in keep]
+
     # --- reading ----------------------------------------------------------------------------
+
+    def range(self, name: str, start: int, stop: int) -> F64:
+        """Values ``[start, stop)`` of a series by index (0: its first value ever appended), as
+        float64, decoding only the blocks that hold them. An index the store no longer holds
+        (evicted, or dropped after refused writes) reads as NaN, a gap: nothing is made up."""
+        stop = max(start, stop)
+        out = np.full(stop - start, np.nan)
+        starts, seqs = self._starts.get(name, []), self._seqs.get(name, [])
+        for i in range(max(0, bisect.bisect_right(starts, start) - 1), len(starts)):
+            first = starts[i]
+            if first >= stop:
+                break
+            block = self.pool.block(seqs[i])
+            if block is None or first + block.enc.n <= start:
+                continue  # evicted, or wholly before ``start``
+            lo, hi = max(start, first), min(stop, first + block.enc.n)
+            out[lo - start : hi - start] = decode(block.enc)[lo - first : hi - first]
+        at = self._next.get(name, 0)
+        for arr in self._pending.get(name, []):
+            lo, hi = max(start, at), min(stop, at + len(arr))
+            if lo < hi:
+                out[lo - start : hi - start] = arr[lo - at : hi - at]
+            at += len(arr)
+        return out
+
 
     def tail(self, name: str, n: int) -> F64:
         """The last ``n`` values of a series as float64 (decoding only the blocks needed)."""

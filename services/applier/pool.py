@@ -127,6 +127,10 @@ class TieredPool:
             tuple(b.enc.bits for b in blocks),
         )
 
+    def block(self, seq: int) -> Block | None:
+        """The block written as ``seq``, None once it is evicted."""
+        return self._block(seq)
+
     def blocks(self, name: str) -> tuple[Block, ...]:
         buf = self._buffers.get(name)
         return () if buf is None else tuple(buf.values())

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -63,15 +64,27 @@ log = logging.getLogger("engine")
 F64 = npt.NDArray[np.float64]
 FAST, SLOW = 10, 50
 PNL_MARK = 500  # --json: the interval records carry the cumulative PnL at every 500th bar
+LEVERAGE_MAX = 4  # a position is sign(signal) x leverage, leverage 1..4 from the long-run volatility
 
 
 class Market:
-    """Bars for ``symbols`` symbols: the real series, then block-bootstrapped real returns."""
+    """Bars for ``symbols`` symbols: the real series, then block-bootstrapped real returns.
 
-    def __init__(self, csv: Path, symbols: int, seed: int, block: int) -> None:
+    The returns are the series' own, less their mean, times ``return_scale`` (by default
+    1/sqrt(390): daily returns to one-minute bars of a 6.5-hour session). With a ``tick`` the
+    engine sees quotes, as an exchange prints them: each price rounded to the
+    nearest multiple of the tick (``n / (1 / tick)``, so 0.01 gives the float64 nearest to the
+    decimal cents); the path itself evolves unrounded."""
+
+    def __init__(self, csv: Path, symbols: int, seed: int, block: int, tick: float = 0.0,
+                 return_scale: float = 1.0) -> None:  # fmt: skip
         series = read_series(csv)
+        self.scale = 1.0 / tick if tick > 0 else 0.0  # quotes are multiples of the tick
         self.source = f"{csv.name} ({series.summary()})"
-        self.returns = np.diff(np.log(series.prices))
+        r = np.diff(np.log(series.prices))
+        # without its drift, so a long run neither decays to zero nor explodes; scaled to the
+        # bar's length (the order of the prices, which the entropy reads, is unchanged)
+        self.returns = (r - r.mean()) * return_scale
         self.n, self.block = symbols, max(1, block)
         self.rng = np.random.default_rng(seed)
         self.start = self.rng.integers(0, len(self.returns), symbols)
@@ -89,7 +102,7 @@ class Market:
             idx = (self.start + self.offset) % m
             idx[0] = self.bar % m  # symbol 0: the real series, in order (looping)
             self.prices = self.prices * np.exp(self.returns[idx])
-            out[i] = self.prices
+            out[i] = np.rint(self.prices * self.scale) / self.scale if self.scale else self.prices
             self.offset += 1
             renew = self.offset >= self.block
             if renew.any():
@@ -110,12 +123,15 @@ class History:
         self.mode, self.n, self.client = mode, symbols, client
         self.dtype = np.float16 if mode == "float16-naive" else np.float64
         self.chunks: list[npt.NDArray[Any]] = []
+        self.starts: list[int] = []  # plain arrays: each chunk's first bar
+        self.stored = 0  # the store: bars written to it (whole chunks of CHUNK bars)
         self.pending: list[F64] = []
         self.pending_bars = 0
         self.value_sum = 0.0  # the chunk's value: the mean profit potential over its bars
 
     def append(self, bars: F64, value: float) -> None:
         if self.client is None:
+            self.starts.append(self.starts[-1] + len(self.chunks[-1]) if self.chunks else 0)
             self.chunks.append(bars.astype(self.dtype))  # the whole history stays in memory
             return
         self.pending.append(bars)
@@ -128,6 +144,7 @@ class History:
                 chunk = allbars[i : i + self.CHUNK]
                 value = self.value_sum / max(1, self.pending_bars)
                 self.client.store.append("bars", chunk.T.ravel(), value=value)
+                self.stored += self.CHUNK
             rest = allbars[full:]
             self.pending, self.pending_bars = ([rest] if len(rest) else []), len(rest)
             self.value_sum = value * len(rest)
@@ -153,6 +170,37 @@ class History:
                 tail = np.concatenate([stored.transpose(0, 2, 1).reshape(-1, self.n), tail])
         return tail[-n:]
 
+    def range(self, lo: int, hi: int) -> npt.NDArray[Any]:
+        """Bars [lo, hi) (all held: ``lo >= 0``, ``hi`` at most the bars appended), shape
+        (bars, symbols); from the store, a bar it no longer holds reads as NaN."""
+        if self.client is None:
+            i = max(0, bisect.bisect_right(self.starts, lo) - 1)
+            parts = []
+            while i < len(self.chunks) and self.starts[i] < hi:
+                c, s0 = self.chunks[i], self.starts[i]
+                parts.append(c[max(0, lo - s0) : hi - s0])
+                i += 1
+            return np.concatenate(parts) if parts else np.empty((0, self.n), dtype=self.dtype)
+        parts, bar, per = [], lo, self.CHUNK * self.n
+        while bar < min(hi, self.stored):
+            j = bar // self.CHUNK
+            flat = self.client.store.range("bars", j * per, (j + 1) * per)
+            block = flat.reshape(self.n, self.CHUNK).T  # stored symbol-major
+            end = min(hi, (j + 1) * self.CHUNK)
+            parts.append(block[bar - j * self.CHUNK : end - j * self.CHUNK])
+            bar = end
+        if hi > bar:
+            tail = np.concatenate(self.pending)
+            parts.append(tail[bar - self.stored : hi - self.stored])
+        return np.concatenate(parts)
+
+    def evicted(self) -> int:
+        """Blocks of history the store has dropped (plain arrays never drop any)."""
+        if self.client is None:
+            return 0
+        pool = self.client.store.pool
+        return pool.evicted + pool.evicted_high_value
+
     def nbytes(self) -> int:
         if self.client is not None:
             return self.client.store.nbytes() + sum(b.nbytes for b in self.pending)
@@ -166,9 +214,12 @@ def features(
     p = np.asarray(px, dtype=dtype)
     logp = np.log(p)
     r = np.diff(logp, axis=0)
-    c = np.cumsum(np.concatenate([np.zeros((1, p.shape[1]), dtype=dtype), p]), axis=0)
-    fast = (c[FAST:] - c[:-FAST]) / FAST
-    slow = (c[SLOW:] - c[:-SLOW]) / SLOW
+    # each average sums exactly its own bars (not a running sum from the window's start), so a
+    # bar's signal is the same bits whatever the batch boundaries: on a tick grid fast and slow
+    # tie exactly often enough that a rounding difference would flip a position
+    win = np.lib.stride_tricks.sliding_window_view(p[-(k + SLOW - 1) :], SLOW, axis=0)
+    fast = win[..., SLOW - FAST :].sum(axis=-1) / FAST
+    slow = win.sum(axis=-1) / SLOW
     signal = (fast[-k:] - slow[-k:]) / slow[-k:]
     positions = np.sign(np.nan_to_num(signal)).astype(np.int8)
     w = min(corr_window, len(r))
@@ -181,7 +232,8 @@ def features(
 class Engine:
     def __init__(self, args: argparse.Namespace, client: EngineClient | None) -> None:
         self.args, self.client = args, client
-        self.market = Market(args.csv, args.symbols, args.seed, args.block)
+        self.market = Market(args.csv, args.symbols, args.seed, args.block, args.tick_size,
+                             args.return_scale)
         self.history = History(args.mode, args.symbols, client)
         self.estimator = StreamingEstimator()
         self.ticks = self.batches = 0
@@ -195,6 +247,45 @@ class Engine:
         self.bars: list[list[Any]] = []  # [bar index, positions] completed since the last interval
         self.interval_lat: list[float] = []
         self.pnl_marks: list[list[float]] = []
+        self.leverage = np.ones(args.symbols, dtype=np.int8)  # set at each recalibration
+
+    def recalibrate(self, bar: int, end: int) -> None:
+        """At ``bar`` (a multiple of ``--recalibrate-every``), re-read the long history: leverage
+        from each symbol's volatility over the ``--long-window`` bars before ``bar`` (``end`` is the
+        bar after the newest one held). It reads the cold store, so its fidelity shows in the
+        positions; it is keyed by bar index, so positions do not depend on the batch size."""
+        lo = max(0, bar - self.args.long_window)
+        if bar - lo < 3:
+            return
+        # streamed in groups of CHUNK bars aligned to the bar index: the sums are the same bits
+        # whatever holds the history (and however it was batched), and no whole-window copy
+        n, s1, s2 = 0, np.zeros(self.args.symbols), np.zeros(self.args.symbols)
+        prev, g = None, lo
+        while g < bar:
+            end = min(bar, (g // History.CHUNK + 1) * History.CHUNK)
+            x = np.log(self.history.range(g, end).astype(np.float64))
+            g = end
+            r = np.diff(x if prev is None else np.concatenate([prev, x]), axis=0)
+            prev = x[-1:]
+            n += len(r)
+            s1 += r.sum(axis=0)
+            s2 += (r * r).sum(axis=0)
+        vol = np.sqrt(np.maximum(0.0, s2 / n - (s1 / n) ** 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lev = np.rint(self.args.vol_target / vol)
+        self.leverage = np.clip(np.nan_to_num(lev, nan=1.0), 1, LEVERAGE_MAX).astype(np.int8)
+
+    def leveraged(self, signs: npt.NDArray[np.int8], start: int, end: int) -> npt.NDArray[np.int8]:
+        """Positions for bars [start, end): the signs times the leverage in force at each bar."""
+        every = self.args.recalibrate_every
+        out = np.empty_like(signs)
+        lo = start
+        for bar in range(-(-max(start, 1) // every) * every, end, every):
+            out[lo - start : bar - start] = signs[lo - start : bar - start] * self.leverage
+            self.recalibrate(bar, self.market.bar)
+            lo = bar
+        out[lo - start :] = signs[lo - start :] * self.leverage
+        return out
 
     @property
     def batch_items(self) -> int:
@@ -223,11 +314,12 @@ class Engine:
         k_eff = min(k, len(px) - SLOW)
         if k_eff > 0:
             f = features(px, k_eff, self.dtype, self.args.corr_window)
-            pos, ret = f["positions"], f["returns"].astype(np.float64)
+            start = first_bar + k - k_eff
+            pos = self.leveraged(f["positions"], start, start + k_eff)
+            ret = f["returns"].astype(np.float64)
             held = np.concatenate([self.prev_pos[None, :], pos[:-1]]).astype(np.float64)
             per_bar = np.mean(held * ret, axis=1)
             if self.args.json:  # cumulative PnL at every PNL_MARK-th bar, comparable across runs
-                start = first_bar + k - k_eff
                 cum = self.pnl + np.cumsum(per_bar)
                 for i in range((-start) % PNL_MARK, k_eff, PNL_MARK):
                     self.pnl_marks.append([start + i, float(cum[i]) * 1e4])
@@ -235,8 +327,7 @@ class Engine:
             self.prev_pos = pos[-1]
             if self.positions_out is not None:
                 self.positions_out.write(pos.tobytes())
-            if self.args.json:
-                start = first_bar + k - k_eff
+            if self.args.json and self.args.bars_json:
                 self.bars.extend([start + i, row] for i, row in enumerate(pos.tolist()))
             corr = f["corr"]
             off = corr[~np.eye(len(corr), dtype=bool)] if len(corr) > 1 else np.zeros(1)
@@ -274,6 +365,8 @@ class Engine:
             "p99_batch_ms": float(np.percentile(lat, 99)), "batch_size": self.batch_items,
             "precision_bits": self.precision_bits, "bars": self.bars, "pnl_bp": self.pnl * 1e4, "pnl_marks": self.pnl_marks,
             "adopted_decision_ms": None if adopted is None else adopted.latency_seconds * 1000,
+            "history_bytes": self.history.nbytes(), "evicted": self.history.evicted(),
+            "lat_ms": [round(x, 3) for x in self.interval_lat],
         }  # fmt: skip
         self.bars, self.interval_lat, self.pnl_marks = [], [], []
         return rec
@@ -449,6 +542,18 @@ def parser() -> argparse.ArgumentParser:
         "--block", type=int, default=20, help="bootstrap block length in bars (default 20)"
     )
     p.add_argument("--ticks", type=int, help="stop after this many bars")
+    p.add_argument("--tick-size", type=float, default=0.01,
+                   help="quotes are multiples of this (default 0.01); 0: unrounded full-mantissa prices")
+    p.add_argument("--recalibrate-every", type=int, default=2000,
+                   help="bars between re-reads of the long history (default 2000)")
+    p.add_argument("--long-window", type=int, default=10000,
+                   help="bars of history each recalibration reads (default 10000)")
+    p.add_argument("--return-scale", type=float, default=1 / math.sqrt(390),
+                   help="the series' daily returns times this make one bar's (default 1/sqrt(390))")
+    p.add_argument("--vol-target", type=float, default=0.0025,
+                   help="leverage = vol target / a symbol's long-run per-bar volatility, 1..4 (default 0.0025)")
+    p.add_argument("--bars-json", action="store_true",
+                   help="--json: interval records list every bar's positions (large)")
     p.add_argument(
         "--duration", type=float, help="stop after this many seconds (default 30 without --ticks)"
     )

@@ -125,7 +125,9 @@ def _memory(
     """(budget cap, bits cap, urgent, note) for one new report."""
     budget_cap, bits_cap = prior.engine_budget_cap, prior.engine_bits_cap
     limit = fb.memory_limit_bytes
-    if not limit:
+    if not limit or fb.store_budget_bytes is not None:
+        # none, or the engine's own memory controller holds its store in the band: a second
+        # loop here (cutting at 85 %) would fight it
         return budget_cap, bits_cap, False, None
     rss = fb.resident_memory_bytes
     share = rss / limit

@@ -244,6 +244,13 @@ class FeedbackReport(Envelope, frozen=True, kw_only=True):
     late_ticks: Count = 0
     store_bytes: Bytes = 0  # the engine-side tiered store
     store_error_bound: NonNeg = 0.0  # its largest relative error bound
+    # The engine's memory controller (None: none ran): the store budget it set, the use it held
+    # against the limit, where both were read, and why it moved or held the budget
+    store_budget_bytes: Bytes | None = None
+    memory_used_bytes: Bytes | None = None
+    memory_source: Literal["cgroup-v1", "cgroup-v2", "declared", "rss"] | None = None
+    memory_pressure: Unit | None = None  # cgroup v2 memory.pressure, some avg10
+    memory_note: Annotated[str, Meta(max_length=1024)] | None = None
 
 
 # --- decisions (qas.decisions) ------------------------------------------------------------

@@ -34,10 +34,21 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
+
 from core.engine.compute import BatchSizer, PrecisionContext
 from core.engine.errors import ClientClosed, ClientFailed
 from core.engine.feedback import FeedbackReporter, check_batch
 from core.engine.follow import Adopted, DecisionFollower, Verify, signed_by
+from core.engine.memory import (
+    MemoryConfig,
+    MemoryReader,
+    MemoryReading,
+    MemoryState,
+    MemoryStep,
+    release_free_heap,
+)
+from core.engine.memory import step as memory_step
 from core.engine.options import check
 from core.engine.store import EngineStore
 from services.bus.base import Bus
@@ -73,6 +84,9 @@ class EngineClient:
         memory_limit_bytes: int | None = None,
         store_budget_bytes: int = 64 << 20,
         max_store_bytes: int | None = None,
+        memory_target: float = 0.9,
+        memory_horizon_seconds: float = 5.0,
+        memory_reader: Callable[[], MemoryReading] | None = None,
         feedback_interval_seconds: float = 1.0,
         stale_after_seconds: float = 120.0,
         adopted_kept: int = 256,
@@ -86,7 +100,8 @@ class EngineClient:
         check("EngineClient", {
             "host_id": host_id, "latency_objective_ms": latency_objective_ms,
             "memory_limit_bytes": memory_limit_bytes, "store_budget_bytes": store_budget_bytes,
-            "max_store_bytes": max_store_bytes,
+            "max_store_bytes": max_store_bytes, "memory_target": memory_target,
+            "memory_horizon_seconds": memory_horizon_seconds, "memory_reader": memory_reader,
             "feedback_interval_seconds": feedback_interval_seconds,
             "stale_after_seconds": stale_after_seconds, "adopted_kept": adopted_kept,
             "reports_kept": reports_kept, "verify": verify, "clock": clock,
@@ -120,6 +135,19 @@ class EngineClient:
         # Bounded: one report a second is 86 400 a day; only the newest are kept.
         self.adopted: deque[Adopted] = deque(maxlen=adopted_kept)
         self.reports: deque[FeedbackReport] = deque(maxlen=reports_kept)
+        # The memory controller: one reading and one step per feedback interval, never per batch
+        self.memory_reader = memory_reader or MemoryReader(
+            None if memory_limit_bytes is None else int(memory_limit_bytes), clock=clock
+        )
+        target = float(memory_target)
+        self.memory_config = MemoryConfig(
+            target=target, low=target - 0.05, high=target + 0.05,
+            horizon_seconds=max(float(memory_horizon_seconds), 2 * self.feedback_interval_seconds),
+        )  # fmt: skip
+        self.memory_state = MemoryState()
+        self.memory: MemoryStep | None = None  # the last step
+        self.memory_steps: deque[MemoryStep] = deque(maxlen=reports_kept)  # the newest steps
+        self._items_seen = 0  # items recorded, for the controller's bytes per item
         self.failures = 0  # background task failures, restarted or not
         self.last_error: BaseException | None = None
         self.fatal: BaseException | None = None  # a failure that was not restarted
@@ -199,12 +227,39 @@ class EngineClient:
         """One batch of ``items`` items (an item: one symbol at one bar) took ``seconds``."""
         self._check_usable("record_batch")
         self.reporter.record_batch(seconds, items)
+        self._items_seen += items
+
+    def control_memory(self) -> MemoryStep:
+        """One memory-controller step: read the engine's memory, set the store's budget."""
+        reading = self.memory_reader()
+        before = self.store.nbytes()
+        items, self._items_seen = self._items_seen, 0
+        self.memory_state, done = memory_step(
+            self.memory_state, reading, before, self.memory_config, items=items
+        )
+        if done.budget_bytes != self.store.controller_budget_bytes:
+            report = self.store.limit_budget(done.budget_bytes)
+            if report.bytes_after < report.bytes_before:
+                release_free_heap()  # else freed store pages would read as the engine's growth
+        if done.action != "hold":
+            log.info("%s", done.reason)
+        self.memory = done
+        self.memory_steps.append(done)
+        return done
 
     async def send_feedback(self) -> FeedbackReport:
-        """Publish the interval's report on ``qas.feedback`` and start the next interval."""
+        """Publish the interval's report on ``qas.feedback`` and start the next interval
+        (a memory-controller step first: the report says what it did)."""
+        m = self.control_memory()
         report = self.reporter.report(
             store_bytes=self.store.nbytes(), store_error_bound=self.store.error_bound()
         )
+        limit = report.memory_limit_bytes if m.limit_bytes is None else m.limit_bytes
+        report = msgspec.structs.replace(
+            report, memory_limit_bytes=limit,
+            store_budget_bytes=m.budget_bytes, memory_used_bytes=m.used_bytes,
+            memory_source=m.source, memory_pressure=m.pressure, memory_note=m.reason[:1024],
+        )  # fmt: skip
         await self.bus.publish(self.settings.topics.feedback, self.host_id, encode(report))
         self.reports.append(report)
         return report
@@ -216,7 +271,9 @@ class EngineClient:
                 await asyncio.wait_for(self.stop.wait(), self.feedback_interval_seconds)
             if self.reporter.batches:
                 await self.send_feedback()
-                self._failing.discard("feedback")
+            else:
+                self.control_memory()  # memory grows whether or not a batch was computed
+            self._failing.discard("feedback")
 
     async def _supervise_feedback(self) -> None:
         """The feedback loop, restarted with backoff when it fails: a lost report is safe."""

@@ -15,7 +15,8 @@ where no decimal grid is found) when the budget asks for it, and only blocks tag
 (64 until a decision says less: nothing is lossy before one does); eviction comes last. A value
 the store serves for a block the engine did not tag low-value is therefore exact, or absent.
 ``lossless_first=False`` is the older behaviour: a decision re-encodes everything that is not
-high-value to its tier. Budgets are ``min(decided budget, max_budget_bytes)``; ``nbytes`` and
+high-value to its tier. Budgets are ``min(decided budget, max_budget_bytes, the memory
+controller's cap)`` (``limit_budget``), combined in this one place; ``nbytes`` and
 ``error_bound`` are what the engine publishes in its feedback.
 """
 
@@ -32,7 +33,7 @@ import numpy.typing as npt
 from core.engine.errors import ClientClosed, StoreValueError
 from core.engine.options import check
 from services.applier.actuators import PoolEnactor
-from services.applier.pool import TieredPool
+from services.applier.pool import PoolReport, TieredPool
 from shared.codecs import decode
 from shared.messages import ActuatorResult, ScalingDecision
 
@@ -67,6 +68,8 @@ class EngineStore:
         )  # fmt: skip
         self.enactor = PoolEnactor(self.pool, name="engine_store")
         self.max_budget_bytes = max_budget_bytes
+        self.controller_budget_bytes: int | None = None  # the memory controller's cap
+        self._decided_budget = budget_bytes
         self.chunk = chunk
         self.clock = clock
         self._pending: dict[str, list[F64]] = {}
@@ -151,10 +154,25 @@ class EngineStore:
         return ok
 
     def enact(self, d: ScalingDecision) -> ActuatorResult:
-        """Enact a decision: its tier, and its budget bounded by ``max_budget_bytes``."""
-        if self.max_budget_bytes is not None and d.memory_budget_bytes > self.max_budget_bytes:
-            d = msgspec.structs.replace(d, memory_budget_bytes=self.max_budget_bytes)
+        """Enact a decision: its tier, and its budget bounded by ``max_budget_bytes`` and the
+        memory controller's cap."""
+        self._decided_budget = d.memory_budget_bytes
+        cap = self._cap()
+        if cap is not None and d.memory_budget_bytes > cap:
+            d = msgspec.structs.replace(d, memory_budget_bytes=cap)
         return self.enactor.enact(d)
+
+    def _cap(self) -> int | None:
+        caps = [c for c in (self.max_budget_bytes, self.controller_budget_bytes) if c is not None]
+        return min(caps) if caps else None
+
+    def limit_budget(self, cap: int | None) -> PoolReport:
+        """Set the memory controller's cap on the budget (None: none) and apply it now: the
+        store goes down its ladder (or back up to the decided budget) at once."""
+        self.controller_budget_bytes = cap
+        c = self._cap()
+        budget = self._decided_budget if c is None else min(self._decided_budget, c)
+        return self.pool.apply(self.pool.tier, budget)
 
     def _index_written(self, key: str, n: int) -> None:
         blocks = self.pool.blocks(key)
@@ -194,7 +212,6 @@ class EngineStore:
                 out[lo - start : hi - start] = arr[lo - at : hi - at]
             at += len(arr)
         return out
-
 
     def tail(self, name: str, n: int) -> F64:
         """The last ``n`` values of a series as float64 (decoding only the blocks needed)."""

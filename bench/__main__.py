@@ -17,10 +17,15 @@ SLOW = ["soak", "fleet", "broker", "rejoin", "restarts", "footprint", "top_tier"
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["engine"]:  # own options (--json, --seconds, ...); not in the default set
+    if sys.argv[1:2] == ["engine"]:  # own options (--json, --limit-bytes, ...); not in the default set
         from bench import engine
 
         engine.main(argv=sys.argv[2:])
+        return 0
+    if sys.argv[1:2] == ["engine-soak"]:  # own options (--minutes, --json)
+        from bench import engine_soak
+
+        engine_soak.main(argv=sys.argv[2:])
         return 0
     if sys.argv[1:2] == ["codecs"]:  # own options too (--csv FILE, --price-column, ...)
         from bench import codecs

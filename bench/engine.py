@@ -168,7 +168,7 @@ def targets(rows: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[dict
         row("squeeze binds: float64 p99 under the objective before it, over it in it",
             [f["p99_batch_ms_before"], f["p99_batch_ms_squeeze"]],
             (f["p99_batch_ms_before"] or 1e9) <= a.objective_ms < (f["p99_batch_ms_squeeze"] or 0),
-            "validity"),  # fmt: skip
+            "validity"),
         row("qas OOM-killed: never", q["killed"], not q["killed"] and not q["timed_out"]),
         row("trading hours vs float64 >= 4x", hours, hours is not None and hours >= 4),
         row("positions equal to the reference: 100 %", q["positions_match_ratio"],
@@ -185,7 +185,7 @@ def targets(rows: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[dict
 
 
 def bench_market(a: argparse.Namespace, tick: float, work: Path) -> tuple[dict[str, Any], list[Any]]:
-    log(a, f"market: {'quotes on a %g grid' % tick if tick else 'full-mantissa prices'}")
+    log(a, f"market: quotes on a {tick:g} grid" if tick else "market: full-mantissa prices")
     rows: dict[str, dict[str, Any]] = {}
     f = run_one(a, "float64", a.float64_bars, a.limit_bytes, tick, work / "float64")
     rows["float64"] = f

@@ -397,6 +397,32 @@ class Engine:
         }  # fmt: skip
 
 
+# Whose memory an allocation is, by the innermost frame in one of these: the store (the history
+# the engine asked to keep) first, then the engine's own code, then the client and the QAS
+# services it runs in-process.
+STORE_FILES = ("core/engine/store.py", "services/applier/pool.py", "shared/codecs.py",
+               "shared/lossless.py", "shared/longdouble.py")  # fmt: skip
+OWNERS = (("store", STORE_FILES), ("engine", ("examples/",)),
+          ("client", ("core/", "services/", "shared/", "app/")))  # fmt: skip
+
+
+def traced_bytes() -> dict[str, int]:
+    """Bytes tracemalloc holds now, by owner (``--trace-client``)."""
+    import tracemalloc
+
+    out = {f"{name}_traced_bytes": 0 for name, _ in OWNERS} | {"other_traced_bytes": 0}
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    for stat in tracemalloc.take_snapshot().statistics("traceback"):
+        owner = "other"
+        for frame in reversed(stat.traceback):  # innermost first (tracemalloc lists oldest first)
+            rel = frame.filename.removeprefix(root)
+            owner = next((n for n, files in OWNERS if rel.startswith(files)), "other")
+            if owner != "other":
+                break
+        out[f"{owner}_traced_bytes"] += stat.size
+    return out
+
+
 def emit(args: argparse.Namespace, record: dict[str, Any], text: str) -> None:
     if args.json:
         print(json.dumps(record, separators=(",", ":")), flush=True)
@@ -426,6 +452,7 @@ async def trade(args: argparse.Namespace, client: EngineClient | None) -> dict[s
     began = time.monotonic()
     deadline = None if args.duration is None else began + args.duration
     last_inputs = last_status = 0.0
+    last_trace = began
     last_interval = began
     try:
         while (args.ticks is None or engine.ticks < args.ticks) and (
@@ -436,6 +463,10 @@ async def trade(args: argparse.Namespace, client: EngineClient | None) -> dict[s
             if args.json and now - last_interval >= args.interval_seconds:
                 last_interval = now
                 emit(args, engine.interval(now - began), "")
+            if args.trace_client and now - last_trace >= args.trace_client:
+                last_trace = now
+                emit(args, {"type": "trace", "t": now - began, **traced_bytes(),
+                            "rss_bytes": resident_bytes(), "history_bytes": engine.history.nbytes()}, "")
             if client is not None and now - last_inputs >= 0.2 and "entropy" in engine.last:
                 await client.publish_inputs(
                     entropy=engine.last["entropy"], profit=engine.last["profit"]
@@ -552,6 +583,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the series' daily returns times this make one bar's (default 1/sqrt(390))")
     p.add_argument("--vol-target", type=float, default=0.0025,
                    help="leverage = vol target / a symbol's long-run per-bar volatility, 1..4 (default 0.0025)")
+    p.add_argument("--trace-client", type=float, default=0.0, metavar="SECONDS",
+                   help="--json: every SECONDS, a 'trace' record of tracemalloc's bytes by owner "
+                   "(store, engine, client, other); slows the engine")
     p.add_argument("--bars-json", action="store_true",
                    help="--json: interval records list every bar's positions (large)")
     p.add_argument(
@@ -621,6 +655,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.trace_client:
+        import tracemalloc
+
+        tracemalloc.start(8)
     if args.ticks is None and args.duration is None:
         args.duration = 30.0
     logging.getLogger("qas.pool").setLevel(logging.ERROR)  # counted in the summary instead

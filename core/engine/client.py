@@ -265,7 +265,9 @@ class EngineClient:
         return report
 
     async def feedback_loop(self) -> None:
-        """A report every interval in which the engine computed at least one batch."""
+        """A report every interval in which the engine computed at least one batch (a
+        memory-controller step every interval, and one at the start)."""
+        self.control_memory()
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), self.feedback_interval_seconds)

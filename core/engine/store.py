@@ -15,8 +15,9 @@ where no decimal grid is found) when the budget asks for it, and only blocks tag
 (64 until a decision says less: nothing is lossy before one does); eviction comes last. A value
 the store serves for a block the engine did not tag low-value is therefore exact, or absent.
 ``lossless_first=False`` is the older behaviour: a decision re-encodes everything that is not
-high-value to its tier. Budgets are ``min(decided budget, max_budget_bytes, the memory
-controller's cap)`` (``limit_budget``), combined in this one place; ``nbytes`` and
+high-value to its tier. The budget is combined in one place, ``budget()``: the memory
+controller's (``limit_budget``) where it set one, else the decided one, either capped by
+``max_budget_bytes``; ``nbytes`` and
 ``error_bound`` are what the engine publishes in its feedback.
 """
 
@@ -154,25 +155,27 @@ class EngineStore:
         return ok
 
     def enact(self, d: ScalingDecision) -> ActuatorResult:
-        """Enact a decision: its tier, and its budget bounded by ``max_budget_bytes`` and the
-        memory controller's cap."""
+        """Enact a decision: its tier, and the budget ``budget()`` makes of its own."""
         self._decided_budget = d.memory_budget_bytes
-        cap = self._cap()
-        if cap is not None and d.memory_budget_bytes > cap:
-            d = msgspec.structs.replace(d, memory_budget_bytes=cap)
+        if self.budget() != d.memory_budget_bytes:
+            d = msgspec.structs.replace(d, memory_budget_bytes=self.budget())
         return self.enactor.enact(d)
 
-    def _cap(self) -> int | None:
-        caps = [c for c in (self.max_budget_bytes, self.controller_budget_bytes) if c is not None]
-        return min(caps) if caps else None
+    def budget(self) -> int:
+        """The budget in force: the memory controller's where it set one, else the decided
+        one, either capped by ``max_budget_bytes``. The controller's replaces the decided one
+        (rather than capping it) because it is measured against the engine's own use and
+        limit, while the decider's is a share of the host's memory chosen without them."""
+        own = self.controller_budget_bytes
+        budget = self._decided_budget if own is None else own
+        cap = self.max_budget_bytes
+        return budget if cap is None else min(budget, cap)
 
-    def limit_budget(self, cap: int | None) -> PoolReport:
-        """Set the memory controller's cap on the budget (None: none) and apply it now: the
-        store goes down its ladder (or back up to the decided budget) at once."""
-        self.controller_budget_bytes = cap
-        c = self._cap()
-        budget = self._decided_budget if c is None else min(self._decided_budget, c)
-        return self.pool.apply(self.pool.tier, budget)
+    def limit_budget(self, budget: int | None) -> PoolReport:
+        """Set the memory controller's budget (None: none, the decided one applies) and apply
+        it now: the store goes down its ladder, or may grow again, at once."""
+        self.controller_budget_bytes = budget
+        return self.pool.apply(self.pool.tier, self.budget())
 
     def _index_written(self, key: str, n: int) -> None:
         blocks = self.pool.blocks(key)

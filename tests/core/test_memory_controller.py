@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
+import numpy as np
 import pytest
 
 from core.engine.client import EngineClient
@@ -24,11 +25,17 @@ from core.engine.memory import (
     step,
     theil_sen,
 )
+from core.engine.store import EngineStore
 from services.bus.memory import MemoryBus
 from shared.config import DecisionConstants
 from shared.decision import decide
-from shared.messages import FeedbackReport, PriorState, decode
+from shared.messages import FeedbackReport, PriorState, ScalingDecision, decode
 from tests.support.factories import GIB, inputs_for, reference_host
+
+_FIRST, _ = decide(inputs_for(reference_host(), 0.5, 0.2, 0.5), PriorState(), host_id="h",
+                   now=1000.0, c=DecisionConstants())  # fmt: skip
+assert _FIRST is not None
+DECISION: ScalingDecision = _FIRST
 
 MiB = 1 << 20
 LIMIT = 160 * MiB
@@ -276,3 +283,34 @@ def test_the_decider_leaves_memory_to_the_engines_controller() -> None:
     assert urgent and cut < (600 << 20)  # without a controller the decider cuts at 85 %
     held, calm = at(store_budget_bytes=650 << 20, memory_source="cgroup-v1")
     assert not calm and held == first.memory_budget_bytes
+
+
+@pytest.mark.parametrize("decided", [8 * MiB, 400 * MiB])
+def test_the_controllers_budget_replaces_the_decided_one_under_max_store_bytes(
+    decided: int,
+) -> None:
+    store = EngineStore(64 * MiB, max_budget_bytes=300 * MiB)
+    d = msgspec.structs.replace(DECISION, memory_budget_bytes=decided)
+    store.enact(d)
+    assert store.budget_bytes == min(decided, 300 * MiB)
+    store.limit_budget(50 * MiB)
+    assert store.budget_bytes == 50 * MiB
+    store.enact(d)  # a later decision does not undo it
+    assert store.budget_bytes == 50 * MiB
+    store.limit_budget(500 * MiB)
+    assert store.budget_bytes == 300 * MiB  # max_store_bytes still caps
+    store.limit_budget(None)
+    assert store.budget_bytes == min(decided, 300 * MiB)  # back to the decided one
+
+
+def test_the_ladder_meets_a_lowered_budget_losslessly_first() -> None:
+    store = EngineStore(64 * MiB, chunk=4096)
+    values = np.round(100.0 + 0.01 * np.cumsum(np.random.default_rng(0).integers(-3, 4, 400_000)), 2)
+    for i in range(0, len(values), 4096):  # blocks of 4096: all but the newest may compress
+        store.append("p", values[i : i + 4096])
+    store.flush()
+    full = store.nbytes()
+    report = store.limit_budget(full // 3)
+    assert report.bytes_after <= full // 3 < report.bytes_before
+    assert store.pool.evicted == 0 and store.pool.compressed > 0
+    assert np.array_equal(store.read("p"), values)  # lossless: every value as appended

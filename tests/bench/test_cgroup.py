@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench.cgroup import V1_MEM, Cgroup, is_v2
+from bench.cgroup import PERIOD_US, V1_MEM, Cgroup, is_v2
 
 LIMIT = 64 * 1024 * 1024
 
@@ -62,5 +62,5 @@ def test_squeeze_changes_quota_and_cleans_up() -> None:
         p.wait(10)
     finally:
         cg.cleanup()
-    assert before.split()[0] == "100000" and after.split()[0] == "25000"
+    assert before.split()[0] == str(PERIOD_US) and after.split()[0] == str(PERIOD_US // 4)
     assert cg.dirs == []

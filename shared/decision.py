@@ -236,9 +236,19 @@ def decide(
         stabilize=stabilize,
         c=c,
     )
-    if step.publish is False and fb is not None and fb.changed:
-        step = msgspec.structs.replace(step, publish=True)  # a new cap is news to the engine
+    sized = None
+    if fb is not None:
+        planned_batch = _sizing(inp, step.factor, step.bits, c)[2]
+        sized = feedback.size_batch(fb, inp.feedback, prior, planned_batch, c)
+        before = prior.engine_batch_cap if prior.engine_batch_cap is not None else planned_batch
+        if step.publish is False and (fb.changed or sized.batch != before):
+            step = msgspec.structs.replace(step, publish=True)  # a new cap is news to the engine
     if step.publish is False:
+        if fb is not None and sized is not None and fb.new_report:
+            # held: the report's point is still learned (once), the caps did not move
+            return None, msgspec.structs.replace(
+                step.state, feedback_at=fb.feedback_at, cost_points=sized.points
+            )
         return None, step.state
 
     fresh = [
@@ -266,24 +276,21 @@ def decide(
     if inp.market_note:
         reasons = [*reasons, inp.market_note]
     state_caps: dict[str, object] = {}
-    if fb is not None:
-        batch_cap = fb.batch_cap
-        if batch_cap is not None and batch_cap < batch:
-            batch = batch_cap
-        elif batch_cap is not None and fb.latency_note is not None and not fb.latency_missed:
-            batch_cap = None  # risen back to the planned batch: lifted
+    if fb is not None and sized is not None:
+        batch = sized.batch  # the cost model's, within the engine's bounds and the memory plan
         budget_cap = fb.budget_cap
         if budget_cap is not None and budget_cap < budget:
             budget = budget_cap
         elif budget_cap is not None and fb.memory_note is None:
             budget_cap = None  # risen back above the planned budget: lifted
-        reasons += feedback.reasons(fb, inp.feedback, factor=factor, batch=batch, workers=workers)
+        reasons += feedback.reasons(fb, sized, factor=factor, workers=workers)
         state_caps = {
             "feedback_at": fb.feedback_at,
             "engine_factor_cap": fb.factor_cap,
-            "engine_batch_cap": batch_cap,
+            "engine_batch_cap": sized.engine_batch,
             "engine_budget_cap": budget_cap,
             "engine_bits_cap": fb.bits_cap,
+            "cost_points": sized.points,
         }
     fp = inp.fingerprint or ""
     phase = (_phase(fp) + inp.harmonic_coherence * TWO_PI) % TWO_PI

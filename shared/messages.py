@@ -12,7 +12,7 @@ import math
 from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from shared.tiers import Bits
 from shared.validation import (
@@ -244,6 +244,12 @@ class FeedbackReport(Envelope, frozen=True, kw_only=True):
     late_ticks: Count = 0
     store_bytes: Bytes = 0  # the engine-side tiered store
     store_error_bound: NonNeg = 0.0  # its largest relative error bound
+    # The engine's own batch bounds and its configured batch (shared/cost_model.py sizes the
+    # batch in [batch_min, min(batch_configured, batch_max)]). UNSET (not declared) is left out
+    # of the encoding, so a report without them keeps its bytes in a signed decision's inputs.
+    batch_min: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    batch_max: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    batch_configured: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
     # The engine's memory controller (None: none ran): the store budget it set, the use it held
     # against the limit, where both were read, and why it moved or held the budget
     store_budget_bytes: Bytes | None = None
@@ -299,9 +305,13 @@ class PriorState(Struct, frozen=True, kw_only=True):
     # Engine feedback (shared/feedback.py): caps from target tracking, None = no cap.
     feedback_at: Finite | None = None  # event time of the last report folded in
     engine_factor_cap: NonNeg | None = None
-    engine_batch_cap: Annotated[int, Meta(ge=1)] | None = None
+    engine_batch_cap: Annotated[int, Meta(ge=1)] | None = None  # the cost model's last batch
     engine_budget_cap: Bytes | None = None
     engine_bits_cap: Count | None = None
+    # The cost model's window of (items per batch, p99 ms) from the engine's reports, oldest
+    # first (shared/cost_model.py). UNSET (none) is left out of the encoding, so a decision
+    # made without feedback keeps the bytes a signature covers.
+    cost_points: list[tuple[Annotated[int, Meta(ge=1)], NonNeg]] | UnsetType = UNSET
 
 
 class ScalingDecision(Envelope, frozen=True, kw_only=True):

@@ -359,24 +359,31 @@ def _fast_test(t: mi.Type, x: str, env: dict[str, Any], k: str) -> str | None:
     return None
 
 
+def _or_unset(check: Check) -> Check:
+    return lambda v: None if v is msgspec.UNSET else check(v)
+
+
 def _generate(t: mi.StructType, checks: dict[str, Check]) -> Check:
     """One generated function per Struct type: the scalar fields' checks inline (a comparison
     each), lists of scalars as one inline loop, the rest (nested structs) through their compiled
     checks. A value the inline test refuses is handed to its compiled check, for msgspec's
     wording (or to accept what the inline test is stricter about)."""
     env: dict[str, Any] = {"_cls": t.cls}
+    # A field declared ``T | UnsetType = UNSET`` is left out of the encoding while UNSET (so a
+    # field added that way keeps older messages' bytes, which a signature covers): nothing to check.
+    unset = {f.name for f in msgspec.structs.fields(t.cls) if f.default is msgspec.UNSET}
     lines = ["def check(v):",
              "    if not isinstance(v, _cls):",
              f"        return '', 'Expected `{t.cls.__name__}`, got `' + type(v).__name__ + '`'"]  # fmt: skip
     for k, f in enumerate(t.fields):
         if f.name not in checks:
             continue
-        env[f"_c{k}"] = checks[f.name]
+        env[f"_c{k}"] = checks[f.name] if f.name not in unset else _or_unset(checks[f.name])
         lines.append(f"    x = v.{f.name}")
         fail = [f"fault = _c{k}(x)", "if fault is not None:",
                 f"    return '.{f.name}' + fault[0], fault[1]"]  # fmt: skip
-        test = _fast_test(f.type, "x", env, str(k))
-        item = f.type.item_type if isinstance(f.type, mi.ListType) else None
+        test = None if f.name in unset else _fast_test(f.type, "x", env, str(k))
+        item = f.type.item_type if isinstance(f.type, mi.ListType) and f.name not in unset else None
         each = None if item is None else _fast_test(item, "y", env, f"{k}_i")
         if test is not None:
             lines.append(f"    if not ({test}):")

@@ -1,4 +1,4 @@
-"""shared/feedback.py: target tracking on the engine's reports, folded into decide()."""
+"""shared/feedback.py: the engine's reports folded into decide() (batch: shared/cost_model.py)."""
 
 from __future__ import annotations
 
@@ -48,31 +48,51 @@ def test_headroom_leaves_the_seeds_table_unchanged(e: float, t: float, p: float,
                                                    share: float) -> None:  # fmt: skip
     inp = inputs_for(reference_host(), e, t, p)
     plain, _ = decide(inp, PriorState(), host_id="h", now=1000.0, c=C)
-    fast = with_feedback(inp, report(999.0, 25.0 * share), 1000.0)
+    assert plain is not None
+    fast = with_feedback(inp, report(999.0, 25.0 * share, batch_size=plain.batch_size), 1000.0)
     fed, state = decide(fast, PriorState(), host_id="h", now=1000.0, c=C)
-    assert plain is not None and fed is not None
-    assert essentials(fed) == essentials(plain)
-    assert state.engine_factor_cap is None and state.engine_batch_cap is None
+    assert fed is not None
+    others = essentials(fed)[:2] + essentials(fed)[3:]
+    assert others == essentials(plain)[:2] + essentials(plain)[3:]
+    # the batch: the planned one, or one interval at half of it to learn the cost per item
+    assert fed.batch_size in (plain.batch_size, plain.batch_size // 2)
+    assert state.engine_factor_cap is None
 
 
-def test_a_miss_cuts_factor_batch_and_workers_with_the_numbers() -> None:
+def test_a_miss_cuts_the_batch_by_the_model_and_keeps_the_workers() -> None:
     inp = inputs_for(reference_host(), 0.5, 0.2, 0.5)
     first, prior = decide(inp, PriorState(), host_id="h", now=1000.0, c=C)
     assert first is not None
     fb = report(1004.0, 41.0, batch_size=first.batch_size, scaling_factor=first.scaling_factor)
     d, state = decide(with_feedback(inp, fb, 1005.0), prior, host_id="h", now=1005.0, c=C)
     assert d is not None
-    step = 0.9 * 25.0 / 41.0
-    assert d.batch_size == int(first.batch_size * step)
+    # one batch size seen: latency proportional to the batch, aimed at 0.9 of the objective
+    assert d.batch_size == int(0.9 * 25.0 / (41.0 / first.batch_size) + 1e-9)
     assert state.engine_batch_cap == d.batch_size
-    assert state.engine_factor_cap == pytest.approx(first.scaling_factor * step)
+    assert state.cost_points == [(first.batch_size, 41.0)]
+    assert (d.scaling_factor, d.workers) == (first.scaling_factor, first.workers)
     text = " ".join(d.reasons)
     assert "Engine p99 41.0 ms above its 25 ms objective" in text
-    assert f"batch {first.batch_size} -> {d.batch_size}" in text
-    assert "by engine latency" in text
-    assert replay(d, C) == d  # the report travels in the inputs: the decision replays exactly
+    assert f"(1 point): batch {first.batch_size} -> {d.batch_size}" in text
+    assert replay(d, C) == d  # the report and the window travel with it: it replays exactly
+
+
+def test_a_miss_no_batch_can_fix_cuts_the_factor_and_workers() -> None:
+    inp = inputs_for(reference_host(), 0.5, 0.2, 0.5)
+    first, prior = decide(inp, PriorState(), host_id="h", now=1000.0, c=C)
+    assert first is not None
+    n = first.batch_size  # the engine allows nothing smaller
+    fb = report(1004.0, 41.0, batch_size=n, scaling_factor=first.scaling_factor, batch_min=n)
+    d, state = decide(with_feedback(inp, fb, 1005.0), prior, host_id="h", now=1005.0, c=C)
+    assert d is not None and d.batch_size == n
+    step = 0.9 * 25.0 / 41.0
+    assert state.engine_factor_cap == pytest.approx(first.scaling_factor * step)
+    text = " ".join(d.reasons)
+    assert "even at the engine's minimum batch" in text and "by engine latency" in text
+    assert f"no batch down to the engine's minimum {n}" in text
+    assert replay(d, C) == d
     # the factor and workers come down through the stabiliser's window, not at once
-    later = report(1040.0, 41.0, batch_size=d.batch_size, scaling_factor=d.scaling_factor)
+    later = report(1040.0, 41.0, batch_size=n, scaling_factor=d.scaling_factor, batch_min=n)
     d2, _ = decide(with_feedback(inp, later, 1040.0), state, host_id="h", now=1040.0, c=C)
     assert d2 is not None and d2.scaling_factor < first.scaling_factor
     assert d2.workers <= first.workers
@@ -95,13 +115,15 @@ def test_memory_near_the_limit_lowers_precision_and_budget_at_once() -> None:
 def test_stale_feedback_lifts_the_caps() -> None:
     inp = inputs_for(reference_host(), 0.5, 0.2, 0.5)
     prior = PriorState(scaling_factor=0.5, precision_bits=16, sequence=3, decided_at=900.0,
-                       engine_factor_cap=0.5, engine_batch_cap=100, feedback_at=900.0)  # fmt: skip
+                       engine_factor_cap=0.5, engine_batch_cap=100, feedback_at=900.0,
+                       cost_points=[(100, 30.0)])  # fmt: skip
     old = report(900.0, 41.0)
     d, state = decide(with_feedback(inp, old, 1000.0), prior, host_id="h", now=1000.0, c=C,
                       stabilize=False)  # fmt: skip
     assert d is not None and d.batch_size > 100
     assert state.engine_factor_cap is None and state.engine_batch_cap is None
-    assert "No fresh engine feedback: engine caps lifted." in d.reasons
+    assert state.cost_points is msgspec.UNSET
+    assert "No fresh engine feedback: engine caps lifted, cost model reset." in d.reasons
 
 
 @given(
@@ -173,6 +195,7 @@ def test_converges_without_a_limit_cycle_on_a_batch_bound_engine(
     assert len({(d.batch_size, d.scaling_factor) for d in tail}) == 1  # ... and it settled
     assert reversals([float(d.batch_size) for d in run]) == 0  # monotone: no limit cycle
     assert reversals([d.scaling_factor for d in run]) == 0
+    assert len({d.batch_size for d in run}) <= 3  # the plan, the first cut, the fitted size
 
 
 def test_a_fast_engine_lets_the_factor_follow_the_market() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from services.bus.memory import MemoryBus
 from shared.messages import FeedbackReport, ScalingDecision, encode
 from tests.services.decider.test_service import TOPICS, read, running, send
@@ -28,6 +30,8 @@ async def test_feedback_is_folded_in_and_an_older_report_is_ignored() -> None:
         decisions = [d for _, d in await read(bus, TOPICS.decisions, ScalingDecision, n + 1)]
         assert svc.stats["feedback_stale"] == 1
         fed = decisions[-1]
-        assert fed.batch_size == first.batch_size // 2  # 0.9 * 25 / 50 < 0.5: the bounded cut
+        # one batch size seen: the cost model takes p99 as proportional, aimed at 0.9 * 25 ms
+        assert fed.batch_size == int(0.9 * 25.0 / (50.0 / first.batch_size) + 1e-9)
+        assert fed.prior.cost_points is msgspec.UNSET
         assert fed.inputs.feedback == report(1000.5, 50.0, first.batch_size)
         assert any("Engine p99 50.0 ms above its 25 ms objective" in r for r in fed.reasons)

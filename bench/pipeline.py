@@ -2,9 +2,12 @@
 
 Three paths on each transport, measured in the same run: ``echo`` (a raw consumer republishing
 the same bytes, read by a client: two hops, the least any round trip through QAS can take),
-``decision`` (market event published -> decision read by a client) and ``applied`` (market event
-published -> apply result read by a client, decider and applier in one process as `qas run`
-runs them: the decision reaches the applier in process). "vs echo" is events/s over the echo's.
+``decision`` (market event published -> decision, signed with Ed25519, read by a client) and
+``applied`` (market event published -> apply result read by a client, decider and applier in one
+process as `qas run` runs them: the decision reaches the applier in process, which verifies it).
+"vs echo" is events/s over the echo's. On the embedded bus the same two paths also run signed with
+HMAC-SHA256 (the previous release's scheme, ``decision-hmac`` and ``applied-hmac``): the cost of
+Ed25519 is their events/s side by side.
 The reading client decodes only the field it times by, on every path.
 Kafka is measured at more than one fetch_max_wait_ms. Every measurement uses fresh topics, so no
 reader sees an earlier measurement's backlog. Targets (issue 17): embedded decision events/s at
@@ -32,7 +35,7 @@ from services.bus.memory import MemoryBus
 from services.decider.service import DeciderService
 from shared.config import DecisionConstants, Settings, Topics
 from shared.messages import MarketEntropy, ScalingDecision, encode
-from shared.signing import KeyRing
+from shared.signing import HmacKey, KeyRing
 from tests.support.factories import reference_host, snapshot
 
 HOST = "bench-host"
@@ -64,17 +67,32 @@ async def _echo(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
         await consumer.stop()
 
 
-async def _qas(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
-    await DeciderService(bus, s, HOST, group="bench-decider").run(stop)
+def _ring(scheme: str) -> KeyRing:
+    if scheme == "hmac":
+        return KeyRing((HmacKey("bench-hmac", bytes(range(32))),))
+    return KeyRing.ephemeral()
+
+
+def _qas(scheme: str) -> Service:
+    async def run(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
+        await DeciderService(bus, s, HOST, group="bench-decider", signer=_ring(scheme)).run(stop)
+
+    return run
 
 
 DECIDED: dict[str, float] = {}  # decision id -> the market entropy it was made from
 
 
-async def _qas_applied(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
+def _qas_applied(scheme: str) -> Service:
+    async def run(bus: Bus, stop: asyncio.Event, s: Settings) -> None:
+        await _applied(bus, stop, s, _ring(scheme))
+
+    return run
+
+
+async def _applied(bus: Bus, stop: asyncio.Event, s: Settings, keys: KeyRing) -> None:
     """Decider and applier in one process, wired as `qas run` wires them (in-process handoff,
     signed with an ephemeral key and verified)."""
-    keys = KeyRing.ephemeral()
     decider = DeciderService(bus, s, HOST, group="bench-decider", signer=keys)
     pool = TieredPool(budget_bytes=64 << 20)
     applier = InProcessApplier(bus, s, HOST, group="bench-applier", pool=pool,
@@ -115,7 +133,7 @@ def _value(path: str, data: bytes) -> float | None:
     """The market entropy a record on the read topic answers."""
     if path == "echo":
         return _ECHO.decode(data).value
-    if path == "decision":
+    if path.startswith("decision"):
         return _DECISION.decode(data).inputs.market_entropy
     return DECIDED.get(_APPLIED.decode(data).decision_id)
 
@@ -131,7 +149,8 @@ async def _measure(
     stop = asyncio.Event()
     task = asyncio.create_task(service(bus, stop, s))
     is_qas = path != "echo"
-    reader = bus.consumer([t.applied if path == "applied" else t.decisions], "bench-reader")
+    reader = bus.consumer([t.applied if path.startswith("applied") else t.decisions],
+                          "bench-reader")  # fmt: skip
     await reader.start()
     try:
         if is_qas:
@@ -180,14 +199,17 @@ async def _measure(
         await bus.stop()
 
 
-PATHS: dict[str, Service] = {"echo": _echo, "decision": _qas, "applied": _qas_applied}
+PATHS: dict[str, Service] = {"echo": _echo, "decision": _qas("ed25519"),
+                             "applied": _qas_applied("ed25519")}  # fmt: skip
+HMAC_PATHS: dict[str, Service] = {"decision-hmac": _qas("hmac"), "applied-hmac": _qas_applied("hmac")}
 
 
 async def _transport(
     name: str, make: Callable[[Settings], Bus], n: int, rate: float, fetch_ms: int | None
 ) -> list[dict[str, Any]]:
     rows = []
-    for path, svc in PATHS.items():
+    paths = PATHS if name != "embedded" else {**PATHS, **HMAC_PATHS}
+    for path, svc in paths.items():
         eps, _ = await _measure(make, svc, n, None, path)
         _, lat = await _measure(make, svc, n // 2, rate, path)
         rows.append({"transport": name, "fetch_max_wait_ms": fetch_ms, "path": path,
@@ -205,6 +227,11 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ratio = r["events_per_s"] / echo["events_per_s"]
             out.append({"target": "embedded decision events/s >= 0.8 x echo", "transport": transport,
                         "ratio": ratio, "met": ratio >= 0.8})  # fmt: skip
+        hmac = by.get((transport, fetch_ms, f"{path}-hmac"))
+        if hmac is not None:
+            ratio = r["events_per_s"] / hmac["events_per_s"]
+            out.append({"measured": f"embedded {path} events/s, Ed25519 / HMAC",
+                        "transport": transport, "ratio": ratio})  # fmt: skip
         if transport == "kafka" and path == "applied":
             ratio = r["p99_ms"] / echo["p99_ms"]
             out.append({"target": "kafka applied p99 <= 1.5 x echo p99", "transport": transport,
@@ -246,5 +273,8 @@ def main(
                   f"{r['events_per_s'] / next(e['events_per_s'] for e in rows if e['transport'] == r['transport'] and e['fetch_max_wait_ms'] == r['fetch_max_wait_ms'] and e['path'] == 'echo'):.2f}"]
                  for r in rows]))  # fmt: skip
     for v in verdicts:
+        if "measured" in v:
+            print(f"   {v['measured']}: {v['ratio']:.2f} (the cost of Ed25519; no target)")
+            continue
         extra = f" at fetch wait {v['fetch_max_wait_ms']} ms" if "fetch_max_wait_ms" in v else ""
         print(f"   {v['target']}{extra}: {v['ratio']:.2f}: {'met' if v['met'] else 'NOT met'}")

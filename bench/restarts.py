@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from app.keys import write_key_file
+from app.keys import write_key_pair
 from bench.common import table
 from services.bus.kafka import KafkaBus
 from shared.config import Settings
@@ -109,7 +109,7 @@ async def measure(restarts: int, settle: float) -> dict[str, list[float]]:
     logging.getLogger("qas").setLevel(logging.ERROR)
     logs = Path(tempfile.mkdtemp(prefix="qas-restarts-"))
     key = logs / "k"
-    write_key_file(key)
+    write_key_pair(key)
     arms = [_Arm(name, args, logs) for name, args in ARMS.items()]
     stop = asyncio.Event()
     rss: dict[str, list[float]] = {a.name: [] for a in arms}

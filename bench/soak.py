@@ -55,7 +55,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from app.keys import write_key_file
+from app.keys import public_path, write_key_pair
 from bench.common import table
 from services.bus.consume import publish_bounded
 from services.bus.kafka import KafkaBus
@@ -204,7 +204,10 @@ async def _spawn(
     if name == "observer":
         args += ["--sensor-interval", "1", "--no-metrics"]
     else:
-        args += ["--signing-key-file", str(key), "--json", "--metrics-port", str(metrics_port)]
+        # the decider signs with the private key, the applier verifies with the public one
+        keys = ["--signing-key-file", str(key)] if name == "decider" else [
+            "--verify-key-file", str(public_path(key))]  # fmt: skip
+        args += [*keys, "--json", "--metrics-port", str(metrics_port)]
     with (logs / f"{name}.log").open("wb") as err:  # the child keeps its own descriptor
         return await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err
@@ -221,7 +224,7 @@ async def soak(minutes: float, market_batch: int = MARKET_BATCH) -> dict[str, An
     t = s.topics
     logs = Path(tempfile.mkdtemp(prefix="qas-soak-"))
     key = logs / "soak.key"
-    write_key_file(key)
+    write_key_pair(key)
     (logs / "decider.toml").write_text(
         f"[decision]\nscale_down_window_seconds = {SCALE_DOWN_WINDOW_S}\n"
     )

@@ -29,6 +29,11 @@ def test_pipeline_verdicts_use_the_echo_of_the_same_transport_and_fetch_wait() -
            for v in pipeline._verdicts(rows)}  # fmt: skip
     assert got == {("embedded", None): (0.85, True), ("kafka", 100): (1.625, False),
                    ("kafka", 10): (1.55, False)}  # fmt: skip
+    hmac = [row("embedded", None, "decision-hmac", 1000, 1), row("embedded", None, "applied-hmac", 125, 8)]
+    costs = {v["measured"]: round(v["ratio"], 3) for v in pipeline._verdicts(rows + hmac)
+             if "measured" in v}  # fmt: skip
+    assert costs == {"embedded decision events/s, Ed25519 / HMAC": 0.85,
+                     "embedded applied events/s, Ed25519 / HMAC": 0.8}  # fmt: skip
 
 
 def test_the_pipeline_reader_reads_what_a_full_decode_reads() -> None:

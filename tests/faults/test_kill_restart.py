@@ -42,7 +42,9 @@ class Proc:
                 [sys.executable, "-m", "app.cli", self.name, "--bootstrap-servers",
                  self.broker.bootstrap, "--host-id", HOST, "--connect-timeout", "20", *self.extra],
                 stdout=o, stderr=e, cwd=ROOT,
-                env={**os.environ, "QAS_SIGNING_KEY_FILE": str(self.key)},
+                # the decider signs with the private key, the applier verifies with the public
+                env={**os.environ, "QAS_VERIFY_KEY_FILE": f"{self.key}.pub",
+                     **({"QAS_SIGNING_KEY_FILE": str(self.key)} if self.name == "decider" else {})},
             )  # fmt: skip
         return self
 

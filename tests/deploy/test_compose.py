@@ -57,6 +57,13 @@ def test_every_bind_mounted_file_exists() -> None:
     # The signing key is made by `qas keygen deploy/qas.key` and never committed.
     secret = compose()["secrets"]["qas_signing_key"]["file"]  # type: ignore[index]
     assert secret.endswith(".key") and "*.key" in (ROOT / ".gitignore").read_text()
+    # The applier gets the public key only; the private one goes to the decider alone.
+    public = compose()["secrets"]["qas_verify_key"]["file"]  # type: ignore[index]
+    assert public == f"{secret}.pub"
+    s = services()
+    assert s["applier"]["secrets"] == ["qas_verify_key"]  # type: ignore[index]
+    assert s["decider"]["secrets"] == ["qas_signing_key"]  # type: ignore[index]
+    assert "QAS_SIGNING_KEY_FILE" not in s["applier"]["environment"]  # type: ignore[operator]
 
 
 def test_every_qas_service_command_is_a_real_subcommand_with_valid_options() -> None:

@@ -175,3 +175,39 @@ def test_a_service_given_a_world_readable_key_file_refuses_to_start(
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"error: key file {path} is accessible by group or others")
     assert f"chmod 600 {path}" in line and SECRET[:8] not in r.stdout + r.stderr
+
+
+def test_an_applier_in_the_migration_window_verifies_both_schemes_and_signs_nothing(
+    tmp_path: Path,
+) -> None:
+    """docs/upgrading.md step 2: the old HMAC file beside the new public key, behind the flag."""
+    from app.runtime import Options, signing_keys
+    from shared.messages import ScalingDecision
+    from shared.signing import KeyRing, sign, verify
+    from tests.shared.test_signing import _decision, _on_the_wire
+
+    new = tmp_path / "qas.key"
+    write_key_pair(new, "ed-1")
+    old = tmp_path / "old.key"
+    old.write_text(f"hmac-1:{SECRET}\n")
+    old.chmod(0o600)
+    decider_old = signing_keys(Options(signing_key_file=old, legacy_hmac_keys=True), ("decider",))
+    decider_new = signing_keys(Options(signing_key_file=new), ("decider",))
+    assert decider_old is not None and decider_new is not None
+    windowed = signing_keys(Options(verify_key_file=public_path(new), signing_key_file=old,
+                                    legacy_hmac_keys=True), ("applier",))  # fmt: skip
+    after = signing_keys(Options(verify_key_file=public_path(new)), ("applier",))
+    assert windowed is not None and after is not None and not after.has_private
+
+    def signed(ring: KeyRing) -> ScalingDecision:
+        return _on_the_wire(sign(_decision(), ring.signer))
+
+    assert verify(signed(decider_old), windowed) is None
+    assert verify(signed(decider_new), windowed) is None
+    assert verify(signed(decider_new), after) is None
+    fault = verify(signed(decider_old), after)
+    assert fault is not None and fault[0] == "legacy_hmac"
+    with pytest.raises(KeyFileError, match="--legacy-hmac-keys accepts it during a migration"):
+        signing_keys(Options(verify_key_file=public_path(new), signing_key_file=old), ("applier",))
+    with pytest.raises(KeyFileError, match="verifies with public keys only"):
+        signing_keys(Options(signing_key_file=new), ("applier",))

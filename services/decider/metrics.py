@@ -2,7 +2,9 @@
 
 The decision's fields the applier does not export (batch size, workers, quantum state), the
 inputs it decided on, decisions held by the stabiliser, seconds since the last decision and
-the age of every input, per host. Hosts are bounded (``LabelBound``).
+the age of every input, per host. Hosts are bounded (``LabelBound``); with ``per_host`` off
+(``--metrics-per-host none``) only the fleet aggregates are served: hosts tracked, hosts per
+quantum state, evaluations, hosts dropped and events of untracked hosts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.telemetry import AgeCollector, LabelBound
@@ -26,10 +28,37 @@ INPUTS = ("hardware", "sensors", "entropy", "profit", "ticks")
 
 
 class DeciderMetrics:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *, per_host: bool = True) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.host = LabelBound(MAX_HOSTS)
         self.clock = clock
+        self.per_host = per_host
+        # Fleet aggregates: no host label, served whatever per_host says.
+        self.tracked_hosts = Gauge(
+            "qas_tracked_hosts", "Hosts the decider holds state for (a valid hardware record)",
+            registry=r,
+        )  # fmt: skip
+        self.unknown_events = Counter(
+            "qas_unknown_host_events",
+            "Inputs for hosts the decider does not track, per topic; reason: no_hardware (no "
+            "valid hardware record yet), invalid_hardware (a record whose fingerprint does not "
+            "match its inventory), not_allowed (outside --hosts)",
+            ["topic", "reason"], registry=r,
+        )  # fmt: skip
+        self.hosts_dropped = Counter(
+            "qas_hosts_dropped", "Tracked hosts dropped: reason cap (max_tracked_hosts, least "
+            "recently seen) or expired (no input for host_state_max_age_seconds)", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        self.evaluations = Counter(
+            "qas_decider_evaluations", "Evaluations of every host: outcome published or held",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self._published_all, self._held_all = (
+            self.evaluations.labels("published"), self.evaluations.labels("held"),
+        )  # fmt: skip
+        self.states: dict[str, str] = {}  # host -> quantum state of its last decision
+        r.register(_StateCounts(self.states))
         self.batch_size = Gauge(
             "qas_batch_size", "Batch size of the last decision", ["host"], registry=r
         )
@@ -83,10 +112,12 @@ class DeciderMetrics:
         self._dead[service] = stats
 
     def observe_input(self, host_id: str, which: str) -> None:
-        self.last_input[(self.host(host_id), which)] = self.clock()
+        if self.per_host:
+            self.last_input[(self.host(host_id), which)] = self.clock()
 
     def forget(self, host_id: str) -> None:
         """Remove a dropped host's series, so its slot goes to a host still running."""
+        self.states.pop(host_id, None)
         if not self.host.forget(host_id):
             return  # never had series of its own (it read ``other``)
         self._children.pop(host_id, None)  # cached children of removed series would be orphans
@@ -102,9 +133,15 @@ class DeciderMetrics:
             self.last_input.pop((host_id, which), None)
 
     def observe_held(self, host_id: str) -> None:
-        self.held.labels(self.host(host_id)).inc()
+        self._held_all.inc()
+        if self.per_host:
+            self.held.labels(self.host(host_id)).inc()
 
     def observe_decision(self, d: ScalingDecision) -> None:
+        self._published_all.inc()
+        self.states[d.host_id] = d.quantum_state
+        if not self.per_host:
+            return
         h = self.host(d.host_id)
         self.last_decision[h] = self.clock()
         # A host's label children, looked up once (labels() costs microseconds a call; the
@@ -128,6 +165,21 @@ class DeciderMetrics:
     def observe_inputs(self, h: str, inputs: DecisionInputs) -> None:
         self.entropy.labels(h).set(inputs.market_entropy)
         self.profit.labels(h).set(inputs.profit_potential)
+
+
+class _StateCounts(Collector):
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "qas_hosts_in_quantum_state", "Tracked hosts whose last decision is in each state",
+            labels=["state"],
+        )  # fmt: skip
+        counts = Tally(self.states.values())
+        for state in QUANTUM_STATES:
+            family.add_metric([state], counts.get(state, 0))
+        yield family
 
 
 class _DeadLetters(Collector):

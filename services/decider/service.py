@@ -1,5 +1,11 @@
 """Decider service: consumes every input topic, keeps per-host state, publishes decisions.
 
+State is kept only for hosts with a valid ``qas.hardware`` record (its fingerprint is the hash
+of its inventory), named by the ``--hosts`` allowlist when one is given: host ids come from the
+bus, and a writer inventing hosts must not cost memory or /metrics series. Inputs of other
+hosts are counted per topic, the latest few held until their hardware arrives
+(services/decider/unknown.py), the rest dropped.
+
 Every decision is stamped with this decider's epoch and, given a key ring, signed with its
 first key before it is published (shared/signing.py).
 """
@@ -19,8 +25,11 @@ from services.bus.base import Bus
 from services.bus.consume import publish_retrying
 from services.decider.metrics import DeciderMetrics
 from services.decider.rebuild import read_back_state
+from services.decider.unknown import UnknownHosts
 from shared.config import Settings
 from shared.decision import decide
+from shared.fingerprint import fingerprint
+from shared.hostfilter import HostFilter
 from shared.hoststate import HostState, SymbolMarket
 from shared.market import StreamingEstimator
 from shared.market_aggregate import Aggregate, SymbolValue, aggregate
@@ -54,11 +63,15 @@ class DeciderService(ConsumingService):
         event_clock: bool = False,
         signer: KeyRing | None = None,
         metrics: DeciderMetrics | None = None,
+        hosts: HostFilter | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group)
         self.clock = clock
-        # Least recently seen first; capped by Settings.max_tracked_hosts.
+        # Least recently seen first; capped by Settings.max_tracked_hosts. Only hosts with a
+        # valid hardware record that ``allowed`` names (None: every host).
         self.hosts: OrderedDict[str, HostState] = OrderedDict()
+        self.allowed = None if hosts is None or hosts.everything else hosts
+        self.unknown = UnknownHosts(clock)
         self.top_bits = platform_top_bits()
         # Called with each decision as it is made, before it is published (qas run's
         # in-process applier), and with each once it is on the bus (the --json output: a
@@ -81,7 +94,11 @@ class DeciderService(ConsumingService):
 
     async def on_start(self) -> None:
         self.metrics.kafka_connected.set_function(lambda: 1.0 if self.bus.connected else 0.0)
+        self.metrics.tracked_hosts.set_function(lambda: float(len(self.hosts)))
         self.metrics.watch_dead_letters("decider", self.stats)
+        t = self.settings.topics
+        for topic in (t.sensors, t.entropy, t.profit, t.ticks, t.feedback):
+            self.metrics.unknown_events.labels(topic, "no_hardware")  # at 0 from the start
 
     async def on_assigned(self, partitions: set[tuple[str, int]]) -> None:
         """Before the first record of newly assigned partitions (a start, a restart, a takeover
@@ -90,16 +107,56 @@ class DeciderService(ConsumingService):
         numbers = {p for _, p in partitions}
         rebuilt = await read_back_state(self.bus, self.settings, self.stats, numbers)
         for host, snap in rebuilt.hardware.items():
-            self._host(host).hardware = snap  # known, not a change: no pending_change
+            if self._admits(snap, self.settings.topics.hardware):
+                self._host(host).hardware = snap  # known, not a change: no pending_change
         for host, prior in rebuilt.priors.items():
-            state = self._host(host)
+            if (state := self._tracked(host)) is None:
+                continue  # a decision for a host with no hardware record: nothing to resume
             state.prior = prior
             state.entropy, state.profit = rebuilt.market[host]
             state.epoch = max(state.epoch, rebuilt.epochs[host])
         for host, reading in rebuilt.sensors.items():
-            state = self._host(host)
+            if (state := self._tracked(host)) is None:
+                continue
             if state.sensors is None or reading.event_time >= state.sensors.event_time:
                 state.sensors = reading
+
+    def _admits(self, snap: HardwareSnapshot, topic: str) -> bool:
+        """A hardware record that makes its host tracked: on the allowlist, and its fingerprint
+        the hash of its inventory (a record that fails this is counted, not tracked)."""
+        if self.allowed is not None and not self.allowed.allows(snap.host_id):
+            self._refuse(topic)
+            return False
+        if snap.fingerprint != fingerprint(snap.inventory):
+            self.stats["hardware_invalid"] += 1
+            self.metrics.unknown_events.labels(topic, "invalid_hardware").inc()
+            return False
+        return True
+
+    def _refuse(self, topic: str) -> None:
+        self.stats["not_allowed_events"] += 1
+        self.metrics.unknown_events.labels(topic, "not_allowed").inc()
+        self.unknown.refused()
+
+    def _tracked(self, host_id: str) -> HostState | None:
+        """The state of a tracked host, now seen; None for any other host."""
+        return self._host(host_id) if host_id in self.hosts else None
+
+    def _input_of(self, host_id: str, role: str, msg: object) -> HostState | None:
+        """The state of ``host_id`` if it is tracked; else ``msg`` is counted (and, but for
+        ticks, the newest of its kind held for when the host's hardware arrives)."""
+        if host_id in self.hosts:
+            return self._host(host_id)
+        topic = self.settings.topics.name(role)
+        if self.allowed is not None and not self.allowed.allows(host_id):
+            self._refuse(topic)
+            return None
+        self.stats["unknown_host_events"] += 1
+        self.metrics.unknown_events.labels(topic, "no_hardware").inc()
+        self.unknown.unknown(host_id, topic)
+        if role != "ticks":  # one tick is no estimate: the host's next ones are
+            self.unknown.hold(host_id, role, msg)
+        return None
 
     def _host(self, host_id: str) -> HostState:
         now = self.clock()
@@ -109,6 +166,8 @@ class DeciderService(ConsumingService):
             while len(self.hosts) > self.settings.max_tracked_hosts:
                 self._forget(self.hosts.popitem(last=False)[0])
                 self.stats["hosts_evicted"] += 1
+                self.metrics.hosts_dropped.labels("cap").inc()
+                self.unknown.evicted()
         else:
             self.hosts.move_to_end(host_id)
         state.seen_at = now
@@ -126,6 +185,7 @@ class DeciderService(ConsumingService):
             del self.hosts[host]
             self._forget(host)
             self.stats["hosts_expired"] += 1
+            self.metrics.hosts_dropped.labels("expired").inc()
         while self._estimators:
             key, (seen, _) = next(iter(self._estimators.items()))
             if seen >= limit:
@@ -179,8 +239,11 @@ class DeciderService(ConsumingService):
             await self._publish([decision])
 
     def _decide(self, host_id: str) -> tuple[ScalingDecision, bytes] | None:
-        """The host's decision now and its bytes (stamped, signed), or None when held."""
-        state = self._host(host_id)
+        """The host's decision now and its bytes (stamped, signed), or None when held (or
+        when the host was dropped since its input arrived)."""
+        state = self._tracked(host_id)
+        if state is None:
+            return None
         self._fold_symbols(host_id, state)
         now = self._event_time if self.event_clock else self.clock()
         decision, state.prior = decide(
@@ -262,14 +325,21 @@ class DeciderService(ConsumingService):
         self._dirty[decision.host_id] = None
 
     async def on_hardware(self, snap: HardwareSnapshot) -> None:
+        if not self._admits(snap, self.settings.topics.hardware):
+            return
         self.metrics.observe_input(snap.host_id, "hardware")
         self._host(snap.host_id).observe_hardware(snap)
+        handlers = self.handlers()
+        for role, msg in self.unknown.release(snap.host_id):  # inputs that came before it
+            await handlers[role](msg)
         if not self.event_clock:  # replays: market events set the time and drive decisions
             await self._changed(snap.host_id)
 
     async def on_sensors(self, reading: SensorReading) -> None:
+        state = self._input_of(reading.host_id, "sensors", reading)
+        if state is None:
+            return
         self.metrics.observe_input(reading.host_id, "sensors")
-        state = self._host(reading.host_id)
         if state.sensors is not None and reading.event_time < state.sensors.event_time:
             # Older than what the rebuild read back (a restart's redelivered backlog): deciding
             # on it would decide on stale inputs.
@@ -280,9 +350,11 @@ class DeciderService(ConsumingService):
             await self._changed(reading.host_id)
 
     async def on_entropy(self, msg: MarketEntropy) -> None:
+        state = self._input_of(msg.host_id, "entropy", msg)
+        if state is None:
+            return
         self.metrics.observe_input(msg.host_id, "entropy")
         self._event_time = msg.event_time
-        state = self._host(msg.host_id)
         if _older(msg, state.entropy):
             self.stats["older_inputs_ignored"] += 1
             return
@@ -290,9 +362,11 @@ class DeciderService(ConsumingService):
         await self._changed(msg.host_id)
 
     async def on_profit(self, msg: ProfitPotential) -> None:
+        state = self._input_of(msg.host_id, "profit", msg)
+        if state is None:
+            return
         self.metrics.observe_input(msg.host_id, "profit")
         self._event_time = msg.event_time
-        state = self._host(msg.host_id)
         if _older(msg, state.profit):
             self.stats["older_inputs_ignored"] += 1
             return
@@ -315,13 +389,15 @@ class DeciderService(ConsumingService):
     async def on_tick(self, tick: PriceTick) -> None:
         """Prices instead of entropy: derive entropy (and the profit heuristic) per symbol;
         the host's values are their aggregate, folded in once before the host is decided."""
+        state = self._input_of(tick.host_id, "ticks", tick)
+        if state is None:
+            return
         self._event_time = tick.event_time
         self.metrics.observe_input(tick.host_id, "ticks")
         est = self._estimator(tick.host_id, tick.symbol)
         derived = est.update(tick.price, tick.event_time)
         if derived is None:
             return
-        state = self._host(tick.host_id)
         if state.symbols and tick.event_time < state.newest_tick:
             state.ticks_in_order = False
         state.newest_tick = max(state.newest_tick, tick.event_time)
@@ -392,7 +468,9 @@ class DeciderService(ConsumingService):
     async def on_feedback(self, report: FeedbackReport) -> None:
         """Engine feedback (qas.feedback): the newest report per host, folded in as target
         tracking by the pure core (shared/feedback.py); it triggers a decision."""
-        state = self._host(report.host_id)
+        state = self._input_of(report.host_id, "feedback", report)
+        if state is None:
+            return
         if state.feedback is not None and report.event_time <= state.feedback.event_time:
             self.stats["feedback_stale"] += 1
             return

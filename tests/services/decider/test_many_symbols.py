@@ -14,6 +14,7 @@ from shared.config import Settings
 from shared.market import WINDOW
 from shared.market_aggregate import SymbolValue, aggregate
 from shared.messages import PriceTick, ScalingDecision
+from tests.support.factories import reference_host, snapshot
 
 S = Settings()
 N = WINDOW + 6
@@ -46,6 +47,7 @@ async def decide_batch(ticks: list[PriceTick]) -> tuple[DeciderService, list[Sca
     svc = DeciderService(MemoryBus(), S, "me", clock=lambda: 1000.5)
     made: list[ScalingDecision] = []
     svc.on_decision = made.append
+    await svc.on_hardware(snapshot(reference_host(), host="h1"))
     for tick in ticks:
         await svc.on_tick(tick)
     await svc.on_handled()  # the end of the batch: one decision from everything it brought
@@ -93,6 +95,7 @@ async def test_one_symbol_gives_that_symbols_own_values() -> None:
 async def test_an_evicted_symbol_leaves_the_host_aggregate() -> None:
     settings = msgspec.structs.replace(S, max_tracked_symbols=2)
     svc = DeciderService(MemoryBus(), settings, "me", clock=lambda: 1000.5)
+    await svc.on_hardware(snapshot(reference_host(), host="h1"))
     for symbol in ("A", "B"):
         for tick in series(symbol, 0.01):
             await svc.on_tick(tick)

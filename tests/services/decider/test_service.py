@@ -88,11 +88,12 @@ async def test_ticks_derive_entropy_after_warm_up() -> None:
     prices = read_series(SAMPLE).prices[: WINDOW + 3].tolist()
     bus, now = MemoryBus(), [2000.0]
     async with running(bus, now) as svc:
+        await send(bus, svc, TOPICS.hardware, encode(snapshot(reference_host(), host="h1")))
         for i, p in enumerate(prices[:WINDOW]):  # WINDOW prices: WINDOW - 1 returns
             await send(bus, svc, TOPICS.ticks, encode(PriceTick(
                 event_time=1000.0 + i, host_id="h1", symbol="SPX", price=p)))  # fmt: skip
-        assert svc.stats["decisions"] + svc.stats["held"] == 0
-        assert "h1" not in svc.hosts or svc.hosts["h1"].entropy is None
+        assert svc.stats["decisions"] + svc.stats["held"] == 1  # the hardware's
+        assert svc.hosts["h1"].entropy is None
         for i, p in enumerate(prices[WINDOW:], start=WINDOW):
             await send(bus, svc, TOPICS.ticks, encode(PriceTick(
                 event_time=1000.0 + i, host_id="h1", symbol="SPX", price=p)))  # fmt: skip
@@ -100,12 +101,13 @@ async def test_ticks_derive_entropy_after_warm_up() -> None:
     assert state.entropy is not None and state.entropy.source == "ticks"
     assert state.entropy.event_time == 1000.0 + len(prices) - 1
     assert state.profit is not None and state.profit.source == "heuristic:trend"
-    assert svc.stats["decisions"] + svc.stats["held"] == 3
+    assert svc.stats["decisions"] + svc.stats["held"] == 4
     assert svc.stats[f"consumed:{TOPICS.ticks}"] == len(prices)
 
 
 async def test_fresh_engine_entropy_is_not_overridden_by_ticks() -> None:
     svc = DeciderService(MemoryBus(), S, "me", clock=lambda: 1000.0)
+    await svc.on_hardware(snapshot(reference_host(), host="h1"))
     await svc.on_entropy(MarketEntropy(event_time=1030.0, host_id="h1", value=0.9))
     for i, p in enumerate(read_series(SAMPLE).prices[: WINDOW + 2].tolist()):
         await svc.on_tick(PriceTick(event_time=1000.0 + i, host_id="h1", symbol="SPX", price=p))
@@ -133,6 +135,7 @@ async def test_malformed_records_go_to_the_dlq_and_the_service_keeps_going() -> 
 async def test_drained_returns_once_the_records_were_handled() -> None:
     bus, now = MemoryBus(), [1000.0]
     for i in range(5):
+        await bus.publish(TOPICS.hardware, f"h{i}", encode(snapshot(reference_host(), f"h{i}")))
         msg = MarketEntropy(event_time=1000.0 + i, host_id=f"h{i}", value=0.1 * i)
         await bus.publish(TOPICS.entropy, f"h{i}", encode(msg))
     async with running(bus, now) as svc:
@@ -164,6 +167,7 @@ async def test_tracked_symbols_are_capped_least_recently_seen_evicted() -> None:
 
     settings = msgspec.structs.replace(Settings(), max_tracked_symbols=3)
     svc = DeciderService(MemoryBus(), settings, "d")
+    await svc.on_hardware(snapshot(reference_host(), host="h"))
     for symbol in ("A", "B", "C", "A", "D"):  # A seen again before D arrives: B goes
         await svc.on_tick(PriceTick(event_time=1.0, host_id="h", symbol=symbol, price=100.0))
     assert [s for _, s in svc._estimators] == ["C", "A", "D"]

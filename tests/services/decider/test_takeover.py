@@ -27,6 +27,12 @@ def hosts_on(p: int, n: int) -> list[str]:
     return [h for h in (f"host-{i}" for i in range(100)) if partition(h) == p][:n]
 
 
+async def known(svc: DeciderService, *hosts: str, t: float = 1000.0) -> None:
+    """Each host's hardware record: the decider tracks only hosts that sent one."""
+    for h in hosts:
+        await svc.on_hardware(snapshot(reference_host(), host=h, t=t))
+
+
 async def decisions(bus: MemoryBus) -> list[ScalingDecision]:
     return [decode(r.value, ScalingDecision) for r in await bus.read_back([T.decisions], 1.0)]
 
@@ -64,7 +70,7 @@ async def test_a_takeover_rebuilds_only_the_hosts_of_the_assigned_partitions() -
 async def test_a_batch_is_one_decision_per_host_from_its_newest_inputs() -> None:
     bus, now = MemoryBus(), [1000.0]
     svc = DeciderService(bus, S, "d", clock=lambda: now[0])
-    await svc.on_hardware(snapshot(reference_host(), host="h1", t=now[0]))
+    await known(svc, "h1", "h2")
     for v in (0.2, 0.5, 0.95):
         await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="h1", value=v))
     await svc.on_profit(ProfitPotential(event_time=now[0], host_id="h2", value=0.9))
@@ -78,6 +84,7 @@ async def test_a_batch_is_one_decision_per_host_from_its_newest_inputs() -> None
 async def test_one_hosts_failing_evaluation_does_not_stop_the_others(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     bus, now = MemoryBus(), [1000.0]
     svc = DeciderService(bus, S, "d", clock=lambda: now[0])
+    await known(svc, "bad", "good")
     for h in ("bad", "good"):
         await svc.on_entropy(MarketEntropy(event_time=now[0], host_id=h, value=0.9))
     real = svc._decide
@@ -96,10 +103,13 @@ async def test_one_hosts_failing_evaluation_does_not_stop_the_others(monkeypatch
 async def test_a_redelivered_older_market_input_does_not_replace_a_rebuilt_one() -> None:
     bus, now = MemoryBus(), [1000.0]
     svc = DeciderService(bus, S, "d", clock=lambda: now[0])
+    await bus.publish(T.hardware, "h1", encode(snapshot(reference_host(), host="h1")))
+    await known(svc, "h1")
     await svc.on_entropy(MarketEntropy(event_time=1000.0, host_id="h1", value=0.9))
     await svc.on_handled()
     restarted = DeciderService(bus, S, "d", clock=lambda: now[0])
     await restarted.on_assigned({(T.entropy, p) for p in range(3)})
+    assert restarted.hosts["h1"].hardware is not None
     held = restarted.hosts["h1"].entropy
     assert held is not None and held.source == "rebuilt" and held.value == 0.9
     await restarted.on_entropy(MarketEntropy(event_time=990.0, host_id="h1", value=0.1))
@@ -111,19 +121,26 @@ async def test_hosts_unseen_for_the_configured_age_are_forgotten_with_their_seri
     now = [1000.0]
     settings = msgspec.structs.replace(S, host_state_max_age_seconds=60.0)
     svc = DeciderService(MemoryBus(), settings, "d", clock=lambda: now[0])
+    await known(svc, "old", t=now[0])
     await svc.on_sensors(sensors(host="old", t=now[0]))
     await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="old", value=0.9))
     await svc.on_handled()
     assert b'host="old"' in generate_latest(svc.metrics.registry)
     now[0] += 30.0
+    await known(svc, "kept", t=now[0])
     await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="kept", value=0.9))
     now[0] += 31.0  # "old" unseen for 61 s, "kept" for 31 s
+    await known(svc, "new", t=now[0])
     await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="new", value=0.9))
     assert set(svc.hosts) == {"kept", "new"}
     assert svc.stats["hosts_expired"] == 1
     page = generate_latest(svc.metrics.registry)
     assert b'host="old"' not in page and b'host="kept"' in page
-    # A forgotten host that comes back gets series again (not writes to removed ones).
+    # A forgotten host is unknown until its hardware comes again: then it gets series again
+    # (not writes to removed ones).
     await svc.on_entropy(MarketEntropy(event_time=now[0], host_id="old", value=0.2))
+    assert "old" not in svc.hosts and svc.stats["unknown_host_events"] == 1
+    await known(svc, "old", t=now[0])
+    assert svc.hosts["old"].entropy is not None  # the input held meanwhile
     await svc.on_handled()
     assert b'qas_decisions_published_total{host="old"}' in generate_latest(svc.metrics.registry)

@@ -87,6 +87,9 @@ class EngineClient:
         memory_target: float = 0.9,
         memory_horizon_seconds: float = 5.0,
         memory_reader: Callable[[], MemoryReading] | None = None,
+        batch_size: int | None = None,
+        min_batch_size: int = 1,
+        max_batch_size: int | None = None,
         feedback_interval_seconds: float = 1.0,
         stale_after_seconds: float = 120.0,
         adopted_kept: int = 256,
@@ -102,6 +105,8 @@ class EngineClient:
             "memory_limit_bytes": memory_limit_bytes, "store_budget_bytes": store_budget_bytes,
             "max_store_bytes": max_store_bytes, "memory_target": memory_target,
             "memory_horizon_seconds": memory_horizon_seconds, "memory_reader": memory_reader,
+            "batch_size": batch_size, "min_batch_size": min_batch_size,
+            "max_batch_size": max_batch_size,
             "feedback_interval_seconds": feedback_interval_seconds,
             "stale_after_seconds": stale_after_seconds, "adopted_kept": adopted_kept,
             "reports_kept": reports_kept, "verify": verify, "clock": clock,
@@ -119,13 +124,14 @@ class EngineClient:
             max_budget_bytes=None if max_store_bytes is None else int(max_store_bytes),
             clock=clock,
         )
-        self.sizer = sizer or BatchSizer()
+        self.sizer = sizer or BatchSizer.declared(batch_size, min_batch_size, max_batch_size)
         self.precision = PrecisionContext()
         self.reporter = FeedbackReporter(
             self.host_id,
             float(latency_objective_ms),
             None if memory_limit_bytes is None else int(memory_limit_bytes),
             clock=clock,
+            sizer=self.sizer,
         )
         self.feedback_interval_seconds = float(feedback_interval_seconds)
         self.stale_after_seconds = float(stale_after_seconds)

@@ -1,7 +1,8 @@
 """What the engine's compute reads from the decision in force: its batch size and precision.
 
-``BatchSizer`` cuts pending work into batches of the decided size (bounded by the engine's own
-limits). ``PrecisionContext`` names the numpy dtype to compute in. Compute precision is separate
+``BatchSizer`` cuts pending work into batches of the decided size, bounded by the engine's own
+minimum and maximum (the decider's cost model, shared/cost_model.py, chooses the size; the
+engine's configured size is where it starts and the most the decider gives it). ``PrecisionContext`` names the numpy dtype to compute in. Compute precision is separate
 from storage precision: a decision's tier says how far down the storage ladder the engine's store
 may go, not how today's signal is computed. The engine computes in float64 whatever the decided
 storage tier, including the 32-bit and the 16/8-bit block tiers. Two exceptions, both asked for
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.engine.options import ClientOptionError
 from shared.messages import ScalingDecision
 from shared.tiers import tier
 
@@ -30,11 +32,34 @@ FLOAT32_UNIT_ROUNDOFF = 2.0**-24  # float32's relative rounding error (round to 
 
 @dataclass
 class BatchSizer:
-    """Items per batch: the decision's ``batch_size`` within [minimum, maximum]."""
+    """Items per batch: the decision's ``batch_size`` within [minimum, maximum].
+
+    ``configured``: the engine's own batch size, declared to the decider in its reports (None:
+    not declared; the decider's memory plan is then the ceiling).
+    """
 
     size: int = 256
     minimum: int = 1
     maximum: int = 1 << 20
+    configured: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.minimum <= self.maximum:
+            raise ClientOptionError(f"batch sizes: need 1 <= minimum {self.minimum} <= maximum "
+                             f"{self.maximum}")  # fmt: skip
+        if self.configured is not None and not self.minimum <= self.configured <= self.maximum:
+            raise ClientOptionError(f"batch_size {self.configured} is outside [{self.minimum}, "
+                             f"{self.maximum}]")  # fmt: skip
+        self.size = min(self.maximum, max(self.minimum, self.size))
+
+    @classmethod
+    def declared(cls, configured: int | None, minimum: int = 1,
+                 maximum: int | None = None) -> BatchSizer:  # fmt: skip
+        """The engine's declared sizes: it starts at ``configured`` (default 256)."""
+        top = (1 << 20) if maximum is None else int(maximum)
+        start = 256 if configured is None else int(configured)
+        return cls(size=start, minimum=int(minimum), maximum=top,
+                   configured=None if configured is None else int(configured))  # fmt: skip
 
     def adopt(self, d: ScalingDecision) -> int:
         self.size = min(self.maximum, max(self.minimum, d.batch_size))

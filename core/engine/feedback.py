@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
+from core.engine.compute import BatchSizer
 from shared.messages import FLOAT_MAX, FeedbackReport, ScalingDecision
 
 log = logging.getLogger("qas.engine")
@@ -52,6 +54,7 @@ class FeedbackReporter:
     rss: Callable[[], int] = resident_bytes
     decision: ScalingDecision | None = None
     batch_size: int = 1
+    sizer: BatchSizer | None = None  # its bounds and configured size go in each report
     _latencies: list[float] = field(default_factory=list)
     _items: int = 0
     _dropped: int = 0
@@ -64,6 +67,8 @@ class FeedbackReporter:
 
     def __post_init__(self) -> None:
         self._since = self.clock()
+        if self.sizer is not None and self.decision is None:
+            self.batch_size = self.sizer.size  # before any decision the engine runs at its own
 
     def record_batch(self, seconds: float, items: int) -> None:
         check_batch(seconds, items)
@@ -130,5 +135,10 @@ class FeedbackReporter:
             store_bytes=store_bytes,
             store_error_bound=min(bound, FLOAT_MAX),
         )
+        if self.sizer is not None:
+            s = self.sizer
+            out = msgspec.structs.replace(out, batch_min=s.minimum, batch_max=s.maximum)
+            if s.configured is not None:
+                out = msgspec.structs.replace(out, batch_configured=s.configured)
         self._reset(now)
         return out

@@ -104,6 +104,13 @@ OPTIONS: tuple[Option, ...] = (
            meaning="how far ahead the memory controller predicts growth (at least 2 intervals)"),
     Option("memory_reader", "callable", optional=True, default="None",
            meaning="reads the engine's memory (None: its own cgroup and RSS), for tests"),
+    Option("batch_size", "int", 1, 1 << 24, optional=True, default="None",
+           meaning="the engine's configured batch: where the sizer starts, the most a decision "
+           "gives it (None: starts at 256, the decider's memory plan bounds it)"),
+    Option("min_batch_size", "int", 1, 1 << 24, default="1",
+           meaning="the smallest batch the engine runs: decisions go no lower"),
+    Option("max_batch_size", "int", 1, 1 << 24, optional=True, default="None",
+           meaning="the largest batch the engine runs (None: 1048576)"),
     Option("feedback_interval_seconds", "float", 0.01, 3600.0, default="1.0",
            meaning="how often a feedback report is published (when a batch was recorded)"),
     Option("stale_after_seconds", "float", 0.0, None, low_open=True, default="120.0",

@@ -27,6 +27,11 @@ def main() -> int:
 
         engine_soak.main(argv=sys.argv[2:])
         return 0
+    if sys.argv[1:2] == ["memory"]:  # own options (--json, --limit-mib, --seconds); root
+        from bench import memory_controller
+
+        memory_controller.main(argv=sys.argv[2:])
+        return 0
     if sys.argv[1:2] == ["codecs"]:  # own options too (--csv FILE, --price-column, ...)
         from bench import codecs
 

@@ -7,7 +7,7 @@ Reading (``MemoryReader``): the engine's own memory cgroup, found from ``/proc/<
 ``memory.max``/``memory.high`` up the tree and ``memory.pressure``. Use is the working set (less
 ``inactive_file``, the page cache the kernel reclaims before it kills), as the kubelet counts it.
 A v1 limit of 2**60 or more (the kernel writes 2**63 rounded down to a page) is unlimited. An
-engine may also declare its limit; the constraint with less headroom is the one controlled.
+engine may also declare its limit; the smaller limit is the one held.
 Without a cgroup limit or a declared one, nothing is controlled (the source is "rss").
 
 Control (``step``): pure, modelled on senpai (Facebook), which holds a pressure target by moving
@@ -232,14 +232,13 @@ class MemoryReader:
         used, limit, pressure = (
             (rss, None, None) if self.cgroup is None else read_cgroup(self.cgroup)
         )
-        # the constraint with less headroom is the one to hold (a tie: the cgroup's, it kills)
+        # the smaller limit is held (a tie: the cgroup's, whose use is what the kernel counts;
+        # RSS also counts shared library pages charged to other groups)
         options: list[tuple[int, int, Source]] = []
         if limit is not None and self.cgroup is not None:
-            options.append(
-                (limit - used, 0, "cgroup-v1" if self.cgroup.version == 1 else "cgroup-v2")
-            )
+            options.append((limit, 0, "cgroup-v1" if self.cgroup.version == 1 else "cgroup-v2"))
         if declared is not None:
-            options.append((declared - rss, 1, "declared"))
+            options.append((declared, 1, "declared"))
         if not options:
             return MemoryReading(at=self.clock(), used_bytes=rss, limit_bytes=None, source="rss",
                                  rss_bytes=rss, pressure=pressure)  # fmt: skip

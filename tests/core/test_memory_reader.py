@@ -87,13 +87,16 @@ def test_v1_huge_limit_is_unlimited(tmp_path: Path, huge: int) -> None:
     assert (got.source, got.limit_bytes, got.used_bytes) == ("declared", 64 * MiB, 5 * MiB)
 
 
-def test_declared_vs_cgroup_the_tighter_is_held(tmp_path: Path) -> None:
-    v1_tree(tmp_path, limit=160 * MiB, usage=101 * MiB)  # 100 MiB used: 60 MiB headroom
-    tight = MemoryReader(120 * MiB, root=tmp_path, rss=lambda: 80 * MiB).read()  # 40 MiB
+def test_declared_vs_cgroup_the_smaller_limit_is_held(tmp_path: Path) -> None:
+    v1_tree(tmp_path, limit=160 * MiB, usage=101 * MiB)  # 100 MiB used
+    tight = MemoryReader(120 * MiB, root=tmp_path, rss=lambda: 80 * MiB).read()
     assert (tight.source, tight.limit_bytes, tight.used_bytes) == ("declared", 120 * MiB, 80 * MiB)
     assert tight.cgroup_limit_bytes == 160 * MiB and tight.declared_limit_bytes == 120 * MiB
     loose = MemoryReader(200 * MiB, root=tmp_path, rss=lambda: 80 * MiB).read()
     assert (loose.source, loose.limit_bytes, loose.used_bytes) == ("cgroup-v1", 160 * MiB, 100 * MiB)
+    # a tie is the cgroup's, even where the RSS (shared library pages) is the larger
+    tie = MemoryReader(160 * MiB, root=tmp_path, rss=lambda: 130 * MiB).read()
+    assert (tie.source, tie.used_bytes) == ("cgroup-v1", 100 * MiB)
 
 
 def test_container_mount_root_is_the_own_group(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.hostfilter import HostFilter, HostFilterError, parse_hosts
+
 # Subcommand groups an option belongs to.
 SERVICES = ("run", "observer", "decider", "applier")
 KAFKA_ONLY = ("observer", "decider", "applier")  # --bootstrap-servers is required there
@@ -83,6 +85,20 @@ def bootstrap(text: str) -> str:
         if not sep or not host or not number.isdigit() or not 0 < int(number) < 65536:
             raise argparse.ArgumentTypeError(f"expected HOST:PORT[,HOST:PORT...], got {text!r}")
     return text
+
+
+def hosts(text: str) -> HostFilter:
+    """``--hosts``: host ids and globs, comma-separated, or ``@FILE`` with one or more a line."""
+    source = text
+    if text.startswith("@"):
+        try:
+            source = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]!r}: {exc}") from None
+    try:
+        return parse_hosts(source)
+    except HostFilterError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}: {text[:80]!r}") from None
 
 
 def speed(text: str) -> float | None:
@@ -197,6 +213,10 @@ OPTIONS: tuple[Opt, ...] = (
         "file as --signing-key-file (the decider signs with it, the applier verifies with it "
         "beside --verify-key-file); logs a warning (docs/upgrading.md)", SIGNING,
         env="QAS_LEGACY_HMAC_KEYS", switch=True, default=False),
+    Opt("--state-dir", "directory for the applier's state file (its replay watermark per host, "
+        "written with fsync and rename before each decision is acknowledged), so a restarted "
+        "applier refuses a replayed decision without the broker's read-back", ENACTING, Path,
+        None, "QAS_STATE_DIR", metavar="DIR"),
     Opt("--insecure-unsigned", "decider: publish unsigned decisions; applier: enact decisions "
         "without checking signatures (anyone who can write to the decisions topic then controls "
         "this host)", ("decider", "applier"), env="QAS_INSECURE_UNSIGNED", switch=True,
@@ -216,7 +236,16 @@ OPTIONS: tuple[Opt, ...] = (
     Opt("--sasl-password-file", "file holding the SASL password (else the QAS_SASL_PASSWORD "
         "variable; there is no password flag)", BROKER, Path, None, "QAS_SASL_PASSWORD_FILE",
         metavar="PATH"),
+    Opt("--hosts", "track only these hosts: host ids and globs, comma-separated ('web-*,db-1'), "
+        "or @FILE (one or more a line, # comments); other hosts' inputs are counted and "
+        "dropped. qas run tracks its own host only unless given this ('*': every host); "
+        "docs/reliability.md", ("run", "decider"), hosts, None, "QAS_HOSTS",
+        metavar="GLOBS|@FILE"),
     # Metrics.
+    Opt("--metrics-per-host", "decider: serve per-host series (all), or only the fleet "
+        "aggregates (none), for a decider of thousands of hosts (docs/operations.md, fleet "
+        "sizing)", ("run", "decider"), str, "all", "QAS_METRICS_PER_HOST",
+        choices=("all", "none")),
     Opt("--metrics-port", "serve Prometheus /metrics on this port (0: a free one; qas run serves "
         "one page for its three services)", SERVICES, port, 9464, "QAS_METRICS_PORT",
         metavar="PORT", command_defaults=(("decider", 9465), ("observer", 9466))),

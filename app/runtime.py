@@ -46,6 +46,7 @@ from services.observer.service import ObserverService
 from services.telemetry import Page
 from shared.config import Settings
 from shared.enactor import Enactor
+from shared.hostfilter import HostFilter, only
 from shared.messages import ApplyResult, PriceTick, ScalingDecision, encode
 from shared.signing import KeyFileError, KeyRing, LegacyKeyError, SigningKey
 
@@ -67,6 +68,8 @@ class Options:
     session_timeout: float = default("session_timeout")
     gc_interval: float = default("gc_interval")
     partitions: int = default("partitions")
+    hosts: HostFilter | None = default("hosts")  # noqa: RUF009 - None: every host
+    metrics_per_host: str = default("metrics_per_host")
     settings: Settings = field(default_factory=Settings)
     # Actuators: all off until configured; dry_run reports what they would do.
     cgroup: Path | None = default("cgroup")  # noqa: RUF009 - an immutable None
@@ -80,6 +83,7 @@ class Options:
     signing_key_file: Path | None = default("signing_key_file")  # noqa: RUF009 - None
     verify_key_file: Path | None = default("verify_key_file")  # noqa: RUF009 - None
     legacy_hmac_keys: bool = default("legacy_hmac_keys")
+    state_dir: Path | None = default("state_dir")  # noqa: RUF009 - None
     insecure_unsigned: bool = default("insecure_unsigned")
     security_protocol: str = default("security_protocol")
     ssl_cafile: Path | None = default("ssl_cafile")  # noqa: RUF009 - an immutable None
@@ -353,6 +357,19 @@ async def _stop_after(stop: asyncio.Event, seconds: float | None) -> None:
     stop.set()
 
 
+def decider_hosts(
+    opts: Options, which: tuple[str, ...], host: str
+) -> tuple[HostFilter | None, str]:
+    """The hosts a decider tracks, and its consumer group. ``qas run`` (observer and decider in
+    one process) decides for its own host only, on Kafka in a group of its own that reads every
+    partition (in the shared group its partitions' other hosts would go undecided); given
+    --hosts it is one more member of the deciders' shared group."""
+    if opts.hosts is None and "observer" in which:
+        return only(host), ("qas-decider" if opts.bootstrap_servers is None
+                            else f"qas-decider.{host}")  # fmt: skip
+    return opts.hosts, "qas-decider"
+
+
 async def run_services(
     opts: Options,
     which: tuple[str, ...] = ("observer", "decider", "applier"),
@@ -372,7 +389,8 @@ async def run_services(
         await bus.stop()
         return {}
     metrics = Metrics(opts.settings.max_sensor_series_per_host)
-    observer_metrics, decider_metrics = ObserverMetrics(), DeciderMetrics()
+    observer_metrics = ObserverMetrics()
+    decider_metrics = DeciderMetrics(per_host=opts.metrics_per_host == "all")
     page = Page()
     services: dict[str, Any] = {}
     try:
@@ -380,8 +398,12 @@ async def run_services(
             services["observer"] = ObserverService(bus, make_probe(opts), opts.settings,
                                                    metrics=observer_metrics)  # fmt: skip
         if "decider" in which:
+            tracked, group = decider_hosts(opts, which, host)
             services["decider"] = DeciderService(bus, opts.settings, host, signer=keys,
-                                                 metrics=decider_metrics)  # fmt: skip
+                                                 metrics=decider_metrics, hosts=tracked,
+                                                 group=group)  # fmt: skip
+            log.info("deciding for %s", "every host with a hardware record" if tracked is None
+                     else f"hosts {tracked.describe()}")  # fmt: skip
             if sink:
                 services["decider"].on_published = sink.decision
         if "applier" in which:

@@ -12,7 +12,7 @@ import inspect
 import sys
 import time
 
-NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale"]
+NAMES = ["pipeline", "decision", "observer", "codecs", "pool", "scale", "sizer"]
 SLOW = ["soak", "fleet", "broker", "rejoin", "restarts", "footprint", "top_tier"]  # run only when named: minutes long, broker faults, kills, limits, child processes
 
 

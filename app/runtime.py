@@ -31,6 +31,7 @@ from services.applier.actuators import CgroupLimits, GpuPowerLimit, PoolEnactor,
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
 from services.applier.service import ApplierService
+from services.applier.state import StateFile
 from services.base import Handler
 from services.bus.base import Bus, BusError
 from services.bus.consume import Rejected
@@ -409,8 +410,9 @@ async def run_services(
         if "applier" in which:
             pool = TieredPool(budget_bytes=64 << 20)
             kind = InProcessApplier if "decider" in which else ApplierService
+            state = None if opts.state_dir is None else StateFile(opts.state_dir, host)
             applier = kind(bus, opts.settings, host, metrics=metrics, pool=pool,
-                           enactors=make_enactors(opts, pool), verifier=keys)  # fmt: skip
+                           enactors=make_enactors(opts, pool), verifier=keys, state=state)  # fmt: skip
             if isinstance(applier, InProcessApplier):
                 services["decider"].on_decision = applier.hand
             if sink:

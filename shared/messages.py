@@ -378,6 +378,10 @@ class ApplyResult(Envelope, frozen=True, kw_only=True):
     duration_seconds: NonNeg = 0.0
     engine_config: EngineConfig | None = None
     actuators: list[ActuatorResult] = []
+    # The enacted decision's (sequence_epoch, sequence): a restarted applier's second source of
+    # its replay watermark, read back from qas.applied (0, 0: not an enacted decision).
+    sequence_epoch: Annotated[int, Meta(ge=0)] = 0
+    sequence: Annotated[int, Meta(ge=0)] = 0
 
 
 # --- dead letters (qas.dlq) ---------------------------------------------------------------

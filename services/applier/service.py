@@ -5,6 +5,14 @@ never enacted twice. Before anything else a decision must pass verification (sig
 we hold, shared/signing.py) and replay protection (event-time window, per-host sequence,
 shared/freshness.py); one that fails is ``rejected``: acknowledged with the reason, counted,
 dead-lettered, and it touches nothing, not even the gauges.
+
+With a state file (``--state-dir``, services/applier/state.py) the per-host watermark survives a
+restart without the broker: it is written after a decision is enacted and before it is
+acknowledged, so nothing is acknowledged that was not recorded. A crash between enacting and
+recording re-enacts that decision once on redelivery, which is harmless: enacting a decision
+sets limits to the values it names, so doing it twice leaves what doing it once left. A missing
+or corrupt state file is a warning, and then the strict start: a host with no watermark accepts
+only decisions made after this applier started.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 
 from services.applier.metrics import Metrics
 from services.applier.pool import TieredPool
+from services.applier.state import StateFile
 from services.base import ConsumingService, Handler
 from services.bus.base import Bus, BusError, Record
 from services.bus.consume import CURRENT_RECORD, Rejected, publish_retrying
@@ -35,6 +44,7 @@ from shared.messages import (
     encode,
 )
 from shared.signing import KeyRing, verify
+from shared.watermarks import newer
 
 log = logging.getLogger("qas.applier")
 
@@ -78,6 +88,7 @@ class ApplierService(ConsumingService):
         pool: TieredPool | None = None,
         event_clock: bool = False,
         verifier: KeyRing | None = None,
+        state: StateFile | None = None,
     ) -> None:
         super().__init__(bus, settings, host_id, group=group or applier_group(host_id))
         self.metrics = metrics or Metrics(settings.max_sensor_series_per_host)
@@ -96,6 +107,10 @@ class ApplierService(ConsumingService):
         # None only with --insecure-unsigned (or a test): then signatures are not checked.
         self.verifier = verifier
         self.watermarks: dict[str, Watermark] = {}  # host -> newest decision applied
+        self.state = state
+        # Set when the state file was missing or corrupt: a host without a watermark then takes
+        # only decisions made after this time (the start), never one that may be a replay.
+        self.strict_since: float | None = None
         self._pending: dict[str, _Pending] = {}  # host -> the decision waiting out its jitter
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -110,6 +125,8 @@ class ApplierService(ConsumingService):
             decision_event_time=d.event_time,
             status="failed" if failed else "applied",
             reason="; ".join(f"{o.actuator}: {o.detail}" for o in failed),
+            sequence_epoch=d.sequence_epoch,
+            sequence=d.sequence,
             bytes_before=sum(o.bytes_before or 0 for o in pools),
             bytes_after=sum(o.bytes_after or 0 for o in pools),
             error_bound=max((o.error_bound or 0.0 for o in pools), default=0.0),
@@ -143,6 +160,10 @@ class ApplierService(ConsumingService):
             known_id = d.decision_id in self.results
             last = None if known_id else self.watermarks.get(d.host_id)
             fault = freshness_fault(d, last, now, self.settings.applier)
+            if (fault is None and last is None and not known_id and self.strict_since is not None
+                    and d.event_time < self.strict_since):  # fmt: skip
+                fault = ("replayed_sequence", "decided before this applier started, and its "
+                         "watermark state was missing or corrupt")  # fmt: skip
         if fault is not None:
             await self._reject(d, *fault)
         self.metrics.observe_decision(d)
@@ -225,6 +246,8 @@ class ApplierService(ConsumingService):
         result = await asyncio.to_thread(self._enact, d, started)
         self.last_applied_time[d.host_id] = d.event_time
         self.watermarks[d.host_id] = watermark(d)
+        if self.state is not None:  # recorded before acknowledged; an OSError acks nothing
+            await asyncio.to_thread(self.state.write, dict(self.watermarks))
         await self._answer(d, result)
 
     async def _answer(self, d: ScalingDecision, result: ApplyResult) -> None:
@@ -258,7 +281,22 @@ class ApplierService(ConsumingService):
                 out[key] = min(out.get(key, p.record.offset), p.record.offset)
         return out
 
+    def load_state(self) -> None:
+        """Take the watermarks of the state file, or warn and start strict."""
+        if self.state is None:
+            return
+        loaded = self.state.load()
+        for host, mark in loaded.marks.items():
+            self.watermarks[host] = newer(self.watermarks.get(host), mark)
+        if loaded.problem is not None:
+            self.strict_since = self.clock()
+            log.warning("%s; until a decision is applied, each host accepts only decisions made "
+                        "after this start", loaded.problem)  # fmt: skip
+        else:
+            log.info("watermarks of %d host(s) read from %s", len(loaded.marks), self.state.path)
+
     async def run(self, stop: asyncio.Event) -> None:
+        self.load_state()
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -357,6 +395,10 @@ class ApplierService(ConsumingService):
             if result.status == "applied":
                 last = self.last_applied_time.get(result.host_id, 0.0)
                 self.last_applied_time[result.host_id] = max(last, result.decision_event_time)
+                if result.sequence > 0:  # the second source of the watermark, beside the file
+                    mark = Watermark(result.sequence_epoch, result.sequence)
+                    self.watermarks[result.host_id] = newer(
+                        self.watermarks.get(result.host_id), mark)  # fmt: skip
         self._forget_results(self.clock())
         log.info("read back %d earlier apply result(s) of host %.80r", known, self.host_id)
 

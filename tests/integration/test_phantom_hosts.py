@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaProducer
 from services.bus.kafka import KafkaBus
 from services.decider.service import DeciderService
 from services.observer.probe import HardwareProbe
-from shared.config import DecisionConstants, Settings, Topics
+from shared.config import DecisionConstants, Settings
 from shared.hostfilter import parse_hosts
 from shared.messages import MarketEntropy, ScalingDecision, SensorReading, decode, encode
+from shared.topics import Topics
 from tests.integration.test_kafka_pipeline import read_topic
 from tests.support.broker import TansuBroker, free_port
 

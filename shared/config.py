@@ -94,7 +94,7 @@ class DecisionConstants(Struct, frozen=True, kw_only=True):
     latency_headroom_share: Ratio = 0.8  # p99 below 80 % of the objective: the cap may rise
     max_feedback_cut: Ratio = 0.5  # one report lowers the factor cap to no less than half
     max_feedback_rise: Annotated[float, Meta(ge=1.0)] = 1.25  # and raises it by at most 25 %
-    # latency cuts bring the factor (workers, budget) down to this at most; the batch cap tracks
+    # latency cuts bring the factor (workers, budget) down to this at most (the batch: cost model)
     latency_factor_floor: Ratio = 0.5
     memory_high_share: Ratio = 0.85  # resident memory above this share of the limit: cut
     memory_target_share: Ratio = 0.75  # the cut aims here

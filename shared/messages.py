@@ -302,7 +302,7 @@ class PriorState(Struct, frozen=True, kw_only=True):
     smoothed_entropy: Unit | None = None
     smoothed_profit: Unit | None = None
     smoothed_at: Finite | None = None
-    # Engine feedback (shared/feedback.py): caps from target tracking, None = no cap.
+    # Engine feedback (shared/feedback.py): the caps and the cost model's batch, None = none.
     feedback_at: Finite | None = None  # event time of the last report folded in
     engine_factor_cap: NonNeg | None = None
     engine_batch_cap: Annotated[int, Meta(ge=1)] | None = None  # the cost model's last batch

@@ -14,8 +14,10 @@ from kafka import KafkaProducer
 
 from services.applier.service import ApplierService
 from services.decider.service import DeciderService
+from shared.messages import encode
 from tests.integration.test_kafka_pipeline import _bus, _settings
 from tests.support.broker import TansuBroker
+from tests.support.factories import reference_host, snapshot
 
 pytestmark = pytest.mark.kafka
 
@@ -69,6 +71,8 @@ async def test_a_thousand_malformed_records_on_every_input_topic() -> None:
         sent: dict[str, int] = {topic: 0 for topic in inputs}
         valid = 0
         n = 0
+        # The host's hardware record: the decider decides only for hosts that sent one.
+        producer.send(t.hardware, encode(snapshot(reference_host(), HOST)), key=HOST.encode())
         while n < 1020:
             for topic in inputs:
                 value = bad[n % len(bad)]
@@ -87,8 +91,9 @@ async def test_a_thousand_malformed_records_on_every_input_topic() -> None:
         async with asyncio.timeout(120):
             for name, topics in consumers.items():
                 for topic in topics:
-                    await svcs[name].drained(topic, sent[topic] + (valid if topic == t.entropy
-                                                                    and name == "decider" else 0))
+                    extra = (valid if topic == t.entropy and name == "decider" else 0) + (
+                        1 if topic == t.hardware else 0)
+                    await svcs[name].drained(topic, sent[topic] + extra)
         assert not any(task.done() for task in tasks), "a service ended"
         for name, topics in consumers.items():
             svc = svcs[name]

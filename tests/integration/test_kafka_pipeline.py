@@ -27,6 +27,7 @@ from shared.messages import (
     encode,
 )
 from tests.support.broker import TansuBroker
+from tests.support.factories import reference_host, snapshot
 
 pytestmark = pytest.mark.kafka
 
@@ -104,6 +105,8 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
 
         return enough
 
+    for host in ("engine-a", "engine-b"):  # the decider tracks hosts with a hardware record
+        await bus.publish(s.topics.hardware, host, encode(snapshot(reference_host(), host)))
     for i, (e, p) in enumerate([(0.5, 0.5), (0.9, 0.5), (0.5, 0.95), (0.2, 0.1)]):
         for host in ("engine-a", "engine-b"):
             now = time.time()
@@ -143,6 +146,7 @@ async def test_decisions_and_apply_results_flow_in_order_per_host(pipeline, brok
 
 async def test_malformed_message_lands_in_dlq_and_processing_continues(pipeline, broker) -> None:  # type: ignore[no-untyped-def]
     s, bus, (_, decider, _) = pipeline
+    await bus.publish(s.topics.hardware, "dlq-host", encode(snapshot(reference_host(), "dlq-host")))
     await bus.publish(
         s.topics.entropy, "dlq-host", b'{"event_time": 1, "host_id": "dlq-host", "value": "high"}'
     )

@@ -50,6 +50,8 @@ class DeciderMetrics:
             "recently seen) or expired (no input for host_state_max_age_seconds)", ["reason"],
             registry=r,
         )  # fmt: skip
+        for reason in ("cap", "expired"):
+            self.hosts_dropped.labels(reason)  # at 0 from the start: rules can rate() them
         self.evaluations = Counter(
             "qas_decider_evaluations", "Evaluations of every host: outcome published or held",
             ["outcome"], registry=r,

@@ -95,7 +95,7 @@ class UnknownHosts:
         per_topic = ", ".join(f"{t} {n}" for t, n in sorted(self._unknown.items())) or "none"
         log.warning(
             "inputs for hosts without a hardware record in the last %.0f s: %s (e.g. %s), "
-            "dropped; %d host(s) evicted at the max_tracked_hosts cap; %d event(s) of hosts "
+            "not tracked; %d host(s) evicted at the max_tracked_hosts cap; %d event(s) of hosts "
             "outside --hosts. A writer on the input topics may be inventing hosts: set --hosts "
             "(docs/reliability.md)",
             now - self._since, per_topic,

@@ -506,7 +506,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return await trade(args, None)
     settings = Settings(host_id=args.host_id)
     limit = args.memory_limit
-    max_store = None if not limit else max(1 << 20, int(0.5 * (limit - resident_bytes())))
     keys = load_verify_key_file(args.verify_key_file) if args.verify_key_file else None
     if args.signing_key_file:  # a migration window: the old shared key, or a private key file
         log.warning("--signing-key-file: an engine needs only the decider's public key: "
@@ -526,7 +525,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         security=security,
         bootstrap_servers=args.bootstrap_servers, settings=settings, host_id=args.host_id,
         latency_objective_ms=args.latency_objective_ms, memory_limit_bytes=limit,
-        max_store_bytes=max_store, feedback_interval_seconds=args.feedback_interval,
+        feedback_interval_seconds=args.feedback_interval,
         thermal_source=(lambda: read_thermal(args.thermal_file)) if args.thermal_file else None,
     ) as client:  # fmt: skip
         if args.bootstrap_servers:

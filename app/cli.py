@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 
 from app.decision_lines import HumanLines, decision_text
-from app.malloc import pin_malloc_thresholds
 from app.options import OptionError, add_log_level, add_options, add_version, default
 from app.runtime import JsonLines, Options, make_probe, run_services
 from services.bus.base import BusError
 from services.bus.security import SecurityConfigError
+from services.malloc import pin_malloc_thresholds
 from shared.config import Settings, SettingsError, settings_from_toml
 from shared.signing import KeyFileError
 

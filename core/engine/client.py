@@ -46,7 +46,6 @@ from core.engine.memory import (
     MemoryReading,
     MemoryState,
     MemoryStep,
-    release_free_heap,
 )
 from core.engine.memory import step as memory_step
 from core.engine.options import check
@@ -56,6 +55,7 @@ from services.bus.kafka import KafkaBus
 from services.bus.memory import MemoryBus
 from services.bus.security import BrokerSecurity
 from services.decider.service import DeciderService
+from services.malloc import pin_malloc_thresholds, release_free_heap
 from services.observer.nvml import NvmlReader, load_pynvml
 from services.observer.probe import HardwareProbe
 from services.observer.service import ObserverService
@@ -402,10 +402,15 @@ async def connect(
     but never sign (without ``keys``, decisions are not verified). ``security``: TLS/SASL for the broker.
     ``thermal_source``: an announced thermal state (0..1) the embedded observer reports beside
     its sensors (the higher wins), e.g. a file a test harness writes.
+
+    It pins glibc's mmap threshold for the process (``services.malloc``): the store frees each
+    float64 block it compresses, and with glibc's sliding threshold those frees would stay in the
+    heap, so the engine's resident memory would not fall when the store's does.
     """
     check("connect", {"bootstrap_servers": bootstrap_servers, "host_id": host_id,
                       "embedded_qas": embedded_qas, "thermal_source": thermal_source, **options},
           known=_PASSED_ON)  # fmt: skip
+    pin_malloc_thresholds()
     settings = settings or Settings()
     host = host_id or settings.host_id or socket.gethostname()
     own_bus = bus is None

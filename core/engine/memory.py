@@ -27,10 +27,7 @@ engine's use less its store over the last readings, never taken below 0.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,24 +247,6 @@ class MemoryReader:
             rss_bytes=rss, pressure=pressure, cgroup_limit_bytes=limit,
             declared_limit_bytes=declared,
         )  # fmt: skip
-
-
-def release_free_heap() -> bool:
-    """Give the C heap's free pages back to the kernel (glibc ``malloc_trim``); False if absent.
-
-    Blocks the store compresses or drops are freed to the allocator, which may keep the pages:
-    the process's use would not fall, and the controller would read the freed store bytes as the
-    engine's own growth and lower the budget again for nothing.
-    """
-    name = ctypes.util.find_library("c")
-    if os.name != "posix" or name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
 
 
 # --- control ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""app/malloc.py: after a 2 MB buffer is freed, glibc's dynamic mmap threshold would keep later
+"""services/malloc.py: after a 2 MB buffer is freed, glibc's dynamic mmap threshold would keep later
 large buffers on the heap and the resident size would ratchet up; pinned, it does not."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = """
 import random, sys
-from app.malloc import pin_malloc_thresholds
+from services.malloc import pin_malloc_thresholds
 pinned = pin_malloc_thresholds() if sys.argv[1] == "pin" else False
 def rss():
     import os

@@ -109,6 +109,12 @@ class Cgroup:
         f = self.mem_dir / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes")
         return int(f.read_text()) if f.exists() else None
 
+    def anon_bytes(self) -> int:
+        """Anonymous memory charged now (what an OOM kill is about; the peak also holds page
+        cache, e.g. of files the engine writes, which the kernel reclaims before it kills)."""
+        kv = parse_kv((self.mem_dir / "memory.stat").read_text())
+        return kv.get("anon", 0) if self.v2 else kv.get("total_rss", kv.get("rss", 0))
+
     def oom_kills(self) -> int:
         if self.v2:
             return parse_kv((self.mem_dir / "memory.events").read_text()).get("oom_kill", 0)

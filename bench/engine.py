@@ -14,6 +14,7 @@ the engine options). Contract: bench/engine_contract.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -71,6 +72,7 @@ def run_one(a: argparse.Namespace, mode: str, bars: int, limit: int | None, tick
                        thermal_file=str(thermal), positions_out=str(positions),
                        extra=engine_options(a))  # fmt: skip
     stop = threading.Event()
+    anon = [0]
     try:
         cg.create()
         p = cg.start(argv, stdout=subprocess.PIPE)
@@ -89,7 +91,12 @@ def run_one(a: argparse.Namespace, mode: str, bars: int, limit: int | None, tick
             if not stop.wait(a.run_timeout) and p.poll() is None:
                 p.kill()
 
-        for target in (squeeze, watchdog):
+        def sample_anon() -> None:
+            while not stop.wait(0.1):
+                with contextlib.suppress(OSError):
+                    anon[0] = max(anon[0], cg.anon_bytes())
+
+        for target in (squeeze, watchdog, sample_anon):
             threading.Thread(target=target, daemon=True).start()
         assert p.stdout is not None
         for raw in p.stdout:
@@ -107,8 +114,9 @@ def run_one(a: argparse.Namespace, mode: str, bars: int, limit: int | None, tick
     return {"config": mode, "market": "ticks" if tick else "full-mantissa", "killed": killed,
             "killed_at_s": run.seconds if killed else None, "returncode": rc,
             "timed_out": rc == -9 and not killed, "ticks": run.ticks, "ticks_held": held,
-            "trading_hours": hours, "peak_memory_bytes": peak, "memory_limit_bytes": limit,
-            "slack": slack(limit, peak) if limit else None,
+            "trading_hours": hours, "peak_memory_bytes": anon[0] or None,
+            "peak_charged_bytes": peak, "memory_limit_bytes": limit,
+            "slack": slack(limit, anon[0] or None) if limit else None,
             "throughput_ticks_s": run.ticks / run.seconds if run.seconds else None,
             "p99_batch_ms_before": p99_in(run, 0, sq0), "p99_batch_ms_squeeze": p99_in(run, sq0, sq1),
             "p99_batch_ms_after": p99_in(run, sq1, 1e9),
@@ -226,7 +234,7 @@ def bench_market(a: argparse.Namespace, tick: float, work: Path) -> tuple[dict[s
 
 
 COLS = ("killed", "killed_at_s", "ticks", "ticks_held", "trading_hours", "throughput_ticks_s",
-        "peak_memory_bytes", "slack", "p99_batch_ms_before", "p99_batch_ms_squeeze",
+        "peak_memory_bytes", "peak_charged_bytes", "slack", "p99_batch_ms_before", "p99_batch_ms_squeeze",
         "p99_batch_ms_after", "recovery_seconds", "final_batch_size", "positions_match_ratio",
         "pnl_diff_bp")  # fmt: skip
 

@@ -525,6 +525,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         security=security,
         bootstrap_servers=args.bootstrap_servers, settings=settings, host_id=args.host_id,
         latency_objective_ms=args.latency_objective_ms, memory_limit_bytes=limit,
+        # the decider's cost model sizes batches from the configured size down to one bar
+        batch_size=args.batch, min_batch_size=args.symbols, max_batch_size=args.batch,
         feedback_interval_seconds=args.feedback_interval,
         thermal_source=(lambda: read_thermal(args.thermal_file)) if args.thermal_file else None,
     ) as client:  # fmt: skip

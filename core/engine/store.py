@@ -74,6 +74,8 @@ class EngineStore:
         self.chunk = chunk
         self.clock = clock
         self._pending: dict[str, list[F64]] = {}
+        self._pending_len: dict[str, int] = {}  # values pending per series (kept, not re-summed)
+        self._pending_bytes = 0  # one int: nbytes() reads it from another thread without iterating
         self._pending_value: dict[str, float] = {}
         self._next: dict[str, int] = {}  # per series, the index of its first pending value
         # per series, its blocks' first indices (ascending) and their seqs, for ``range``
@@ -116,11 +118,13 @@ class EngineStore:
             if nan.any():
                 self._gaps[name] = self._gaps.get(name, 0) + int(nan.sum())
         pending = self._pending.setdefault(name, [])
+        self._pending_len[name] = self._pending_len.get(name, 0) + len(arr)
+        self._pending_bytes += arr.nbytes
         pending.append(arr)
         if value is None:
             value = (self.pool.low_value_threshold + self.pool.high_value_threshold) / 2
         self._pending_value[name] = max(self._pending_value.get(name, 0.0), value)
-        if sum(len(p) for p in pending) >= self.chunk:
+        if self._pending_len[name] >= self.chunk:
             return self.flush(name)
         return True
 
@@ -143,13 +147,18 @@ class EngineStore:
                 key, values, value=self._pending_value.get(key, 0.0), now=self.clock()
             ):
                 self._pending[key] = []
+                self._pending_len[key] = 0
+                self._pending_bytes -= values.nbytes
                 self._pending_value[key] = 0.0
                 self._index_written(key, len(values))
                 continue
             ok = False
             self.rejected += 1
             while len(pending) > self.retry_writes:
-                n = len(pending.pop(0))
+                dropped = pending.pop(0)
+                n = len(dropped)
+                self._pending_len[key] -= n
+                self._pending_bytes -= dropped.nbytes
                 self.dropped_values += n
                 self._next[key] = self._next.get(key, 0) + n  # a gap: those indices stay empty
         return ok
@@ -249,7 +258,7 @@ class EngineStore:
 
     def nbytes(self) -> int:
         """Bytes held: the pool's encoded blocks plus the float64 pending tails."""
-        return self.pool.nbytes() + sum(a.nbytes for p in self._pending.values() for a in p)
+        return self.pool.nbytes() + self._pending_bytes
 
     def error_bound(self) -> float:
         """The largest relative error bound of any stored value (pending tails are exact)."""

@@ -107,7 +107,8 @@ run -m pytest -q -p no:cacheprovider tests/shared/test_top_tier.py
 # 6. the broker-free suite: pure core, codecs, pool and store, decisions and replay, the observer
 #    on recorded Pi trees, and the CLI on those
 run -m pytest -q -p no:cacheprovider -m "not kafka" \
-  tests/shared tests/services/applier/test_pool.py tests/core/test_engine_client.py \
+  tests/shared tests/services/applier/test_pool.py tests/services/applier/test_pool_ladder.py \
+  tests/core/test_engine_client.py tests/core/test_store_lossless.py tests/core/test_store_range.py \
   tests/services/observer tests/app/test_replay.py
 run -m app.cli decide --help >/dev/null
 run -m app.cli decide

@@ -110,11 +110,14 @@ class DeciderService(ConsumingService):
             if self._admits(snap, self.settings.topics.hardware):
                 self._host(host).hardware = snap  # known, not a change: no pending_change
         for host, prior in rebuilt.priors.items():
-            if (state := self._tracked(host)) is None:
-                continue  # a decision for a host with no hardware record: nothing to resume
-            state.prior = prior
-            state.entropy, state.profit = rebuilt.market[host]
-            state.epoch = max(state.epoch, rebuilt.epochs[host])
+            # A host a decider has decided for had a valid hardware record then: a takeover
+            # resumes it even when the read-back of the hardware topic missed its record.
+            if self.allowed is not None and not self.allowed.allows(host):
+                continue
+            resumed = self._host(host)
+            resumed.prior = prior
+            resumed.entropy, resumed.profit = rebuilt.market[host]
+            resumed.epoch = max(resumed.epoch, rebuilt.epochs[host])
         for host, reading in rebuilt.sensors.items():
             if (state := self._tracked(host)) is None:
                 continue

@@ -108,11 +108,13 @@ async def test_a_slow_engine_drives_batch_and_factor_down_with_reasons(rig: Rig)
         await task
     fed = [a.decision for a in c.adopted if any("Engine p99" in r for r in a.decision.reasons)]
     assert fed, [a.decision.reasons for a in c.adopted]
-    assert "above its 25 ms objective: batch" in " ".join(fed[0].reasons)
-    assert min(d.scaling_factor for d in fed) < first.scaling_factor  # the factor came down
+    text = " ".join(fed[0].reasons)
+    assert "above its 25 ms objective" in text and "Cost model" in text and f"batch {full} ->" in text
+    # the cost model found a batch that meets the objective: the factor is not cut for it
+    assert min(d.scaling_factor for d in fed) == first.scaling_factor
     sizes = [a.decision.batch_size for a in c.adopted]
     assert sizes == sorted(sizes, reverse=True)  # never up while the objective was missed
-    assert rig.decider.stats[f"consumed:{rig.s.topics.feedback}"] >= 2
+    assert rig.decider.stats[f"consumed:{rig.s.topics.feedback}"] >= 1  # one report: one step
     assert c.reports and c.reports[-1].latency_objective_ms == 25.0
     assert all(a.latency_seconds < 30 for a in c.adopted)  # adopted, with its adoption time
 

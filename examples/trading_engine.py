@@ -185,7 +185,9 @@ class History:
         while bar < min(hi, self.stored):
             j = bar // self.CHUNK
             flat = self.client.store.range("bars", j * per, (j + 1) * per)
-            block = flat.reshape(self.n, self.CHUNK).T  # stored symbol-major
+            # stored symbol-major; made bar-major here so that every mode computes on the same
+            # memory layout (numpy's kernels may round differently on strided views)
+            block = np.ascontiguousarray(flat.reshape(self.n, self.CHUNK).T)
             end = min(hi, (j + 1) * self.CHUNK)
             parts.append(block[bar - j * self.CHUNK : end - j * self.CHUNK])
             bar = end
@@ -193,6 +195,11 @@ class History:
             tail = np.concatenate(self.pending)
             parts.append(tail[bar - self.stored : hi - self.stored])
         return np.concatenate(parts)
+
+    def archive(self, bar: int) -> None:
+        """Bars before ``bar`` will not be read again: the store may hold them lossy (8 bits)."""
+        if self.client is not None and bar > 0:
+            self.client.store.archive("bars", bar * self.n)
 
     def evicted(self) -> int:
         """Blocks of history the store has dropped (plain arrays never drop any)."""
@@ -274,6 +281,8 @@ class Engine:
         with np.errstate(divide="ignore", invalid="ignore"):
             lev = np.rint(self.args.vol_target / vol)
         self.leverage = np.clip(np.nan_to_num(lev, nan=1.0), 1, LEVERAGE_MAX).astype(np.int8)
+        # the next recalibration reads from here on: what lies before it is archive to this engine
+        self.history.archive(bar + self.args.recalibrate_every - self.args.long_window)
 
     def leveraged(self, signs: npt.NDArray[np.int8], start: int, end: int) -> npt.NDArray[np.int8]:
         """Positions for bars [start, end): the signs times the leverage in force at each bar."""

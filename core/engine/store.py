@@ -85,6 +85,7 @@ class EngineStore:
         self.rejected = 0  # writes the pool refused (kept pending and retried)
         self.dropped_values = 0  # values dropped after ``retry_writes`` refused writes
         self._gaps: dict[str, int] = {}  # NaN values appended per series (stored as gaps)
+        self._archived: dict[str, int] = {}  # per series, the index up to which it is archived
         self.refused_appends = 0  # appends refused whole (an infinity)
         self.closed = False
 
@@ -198,6 +199,27 @@ class EngineStore:
             keep = [i for i, q in enumerate(seqs) if q in held]
             self._starts[key] = [starts[i] for i in keep]
             self._seqs[key] = [seqs[i] for i in keep]
+
+    def archive(self, name: str, stop: int) -> int:
+        """Tell the store the engine will not read values before index ``stop`` of a series
+        again: each block wholly before it becomes low-value archive, which may go down to 8
+        bits once lossless compression cannot meet the budget (``TieredPool.archive``). What
+        the engine still reads keeps its tags. Returns the blocks archived by this call."""
+        starts, seqs = self._starts.get(name, []), self._seqs.get(name, [])
+        done = self._archived.get(name, 0)
+        i = bisect.bisect_left(starts, done)
+        archived = 0
+        while i < len(starts):
+            block = self.pool.block(seqs[i])
+            end = starts[i] + (block.enc.n if block is not None else 0)
+            if block is not None and end > stop:
+                break
+            if block is not None and self.pool.archive(seqs[i]):
+                archived += 1
+            done = max(done, end)
+            i += 1
+        self._archived[name] = done
+        return archived
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -23,6 +23,13 @@ Costs do not grow with what is held: bytes per tier are running totals, the next
 downgrade comes off a heap ordered by (value, age), the next to evict off an age-ordered index,
 and the error bound off a heap of per-block bounds (stale heap entries are skipped and compacted).
 A decision that changes neither tier nor budget costs O(1); one that does, O(blocks it touches).
+On the ladder, a block enters two queues when it leaves its buffer's hot window: the oldest-first
+queue of blocks to compress, and (when tagged low-value) the heap of blocks that may go lossy; so
+a write over budget costs O(log n), however many blocks or buffers are held.
+
+The engine may archive a block it will not read again (``archive``): the block becomes low-value
+and may go down to the lowest tier (8 bits) whatever the decided tier, still after every lossless
+step; the decided tier keeps binding the blocks the engine still reads.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class Block:
     value: float
     high_value: bool
     enc: Encoded
+    archived: bool = False  # the engine will not read it again (``TieredPool.archive``)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class TieredPool:
     hot_blocks: int = 1  # per buffer, the newest blocks kept in float64 (lossless_first)
     low_value_threshold: float = 0.3  # at or below: the block may go lossy (lossless_first)
     compressed: int = 0
+    archived: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -109,6 +118,10 @@ class TieredPool:
         self._errors: list[tuple[float, int, int]] = []  # heap (-rel_error, seq, bits), lazy
         self._plain: OrderedDict[int, None] = OrderedDict()  # uncompressed >= 64-bit, oldest first
         self._no_gain: set[int] = set()  # low-value seqs a lossy tier would not make smaller
+        # the ladder's queues (lossless_first), both filled as blocks leave the hot window and
+        # both lazy: an entry whose block changed or went is skipped when it comes up
+        self._cold_plain: OrderedDict[int, None] = OrderedDict()  # to compress, oldest first
+        self._lossy: list[tuple[float, int, int]] = []  # heap (value, seq, bits) of cold low-value
 
     # --- reading (no lock) ----------------------------------------------------------------
 
@@ -161,10 +174,34 @@ class TieredPool:
         return None if name is None else self._buffers[name].get(seq)
 
     def _index(self, name: str, b: Block) -> None:
-        self._buffers.setdefault(name, {})[b.seq] = b
+        buf = self._buffers.setdefault(name, {})
+        buf[b.seq] = b
         self._where[b.seq] = name
         self._count(b, +1)
         (self._high if b.high_value else self._low)[b.seq] = None
+        if self.lossless_first and len(buf) > self.hot_blocks:  # one block leaves the window
+            seq = next(itertools.islice(reversed(buf), self.hot_blocks, None))
+            if seq in self._plain:
+                self._cold_plain[seq] = None
+            self._queue_lossy(buf[seq])
+
+    def _queue_lossy(self, b: Block) -> None:
+        """Offer a block past the hot window to the lossy heap, if it may ever go lossy."""
+        if not b.high_value and b.value <= self.low_value_threshold and b.enc.bits > 8:
+            heapq.heappush(self._lossy, (b.value, b.seq, b.enc.bits))
+
+    def _hot_seqs(self) -> set[int]:
+        return {seq for name in self._buffers for seq in self._hot_seqs_of(name)}
+
+    def _requeue_lossy(self) -> None:
+        """Rebuild the lossy heap (the decided tier changed: blocks skipped may now go)."""
+        hot = self._hot_seqs()
+        self._lossy = []
+        for buf in self._buffers.values():
+            for b in buf.values():
+                if b.seq not in hot:
+                    self._queue_lossy(b)
+        heapq.heapify(self._lossy)
 
     def _count(self, b: Block, sign: int) -> None:
         bits, n = b.enc.bits, b.enc.nbytes
@@ -178,7 +215,7 @@ class TieredPool:
         if not b.high_value:
             if sign > 0:
                 self._by_bits.setdefault(bits, {})[b.seq] = None
-                if bits > 8:
+                if bits > 8 and not self.lossless_first:
                     heapq.heappush(self._lowerable, (b.value, b.seq, bits))
             else:
                 self._by_bits[bits].pop(b.seq, None)
@@ -195,10 +232,19 @@ class TieredPool:
         if len(self._lowerable) > 2 * live:
             self._lowerable = [e for e in self._lowerable if self._live(e)]
             heapq.heapify(self._lowerable)
+        if len(self._lossy) > 2 * live:
+            self._lossy = [e for e in self._lossy if self._live_lossy(e)]
+            heapq.heapify(self._lossy)
+        if len(self._cold_plain) > 2 * live:
+            self._cold_plain = OrderedDict((q, None) for q in self._cold_plain if q in self._plain)
 
     def _live(self, entry: tuple[float, int, int]) -> bool:
         b = self._block(entry[1])
         return b is not None and b.enc.bits == entry[2]
+
+    def _live_lossy(self, entry: tuple[float, int, int]) -> bool:
+        b = self._block(entry[1])
+        return b is not None and b.enc.bits == entry[2] and b.value == entry[0]
 
     def _swap(self, name: str, old: Block, new: Block) -> None:
         self._count(old, -1)
@@ -245,15 +291,43 @@ class TieredPool:
                 return False
             return True
 
+    def archive(self, seq: int) -> bool:
+        """Mark a block its writer will not read again: it becomes low-value (value 0) and may
+        go down to 8 bits, still after every lossless step. False if it is gone or archived."""
+        with self._lock:
+            b = self._block(seq)
+            if b is None or b.archived:
+                return False
+            new = Block(b.seq, b.written_at, 0.0, False, b.enc, True)
+            name = self._where[seq]
+            self._count(b, -1)
+            self._buffers[name][seq] = new
+            self._count(new, +1)
+            if b.high_value:  # archived data is old: first among the low-value to be evicted
+                del self._high[seq]
+                self._low[seq] = None
+                self._low.move_to_end(seq, last=False)
+            self._no_gain.discard(seq)
+            if seq not in self._hot_seqs_of(name):
+                self._queue_lossy(new)
+            self.archived += 1
+            return True
+
+    def _hot_seqs_of(self, name: str) -> set[int]:
+        return set(itertools.islice(reversed(self._buffers[name]), self.hot_blocks))
+
     def apply(
         self, bits: int, budget_bytes: int | None = None, *, reserve: bool | None = None
     ) -> PoolReport:
         """Enact a decision: the tier for ordinary data, the budget, the predictive reserve."""
         with self._lock:
             before = self.nbytes()
+            requeue = bits != self.tier and self.lossless_first
             if bits != self.tier:
                 self._no_gain.clear()  # a lower tier may gain where the last did not
             self.tier = bits
+            if requeue:
+                self._requeue_lossy()
             if budget_bytes is not None:
                 self.budget_bytes = budget_bytes
             if reserve is not None:
@@ -284,39 +358,43 @@ class TieredPool:
     def _downgrade(self, b: Block, bits: int, report: PoolReport) -> Block:
         report.downgraded += 1
         self.downgraded += 1
-        return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits))
+        return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits), b.archived)
 
-    def _hot(self, name: str, seq: int) -> bool:
-        return seq in itertools.islice(reversed(self._buffers[name]), self.hot_blocks)
+    def _floor(self, b: Block) -> int:
+        """The lowest tier a low-value block may go to: 8 bits once archived, else the decided."""
+        return 8 if b.archived else max(8, self.tier)
 
     def _lossy_next(self, report: PoolReport) -> bool:
-        """Re-encode the next low-value block at the decided tier, where that is smaller."""
+        """Re-encode the next low-value block at its floor, where that is smaller."""
         b = self._next_lossy()
         if b is None:
             return False
-        new = self._downgrade(b, max(8, self.tier), report)
-        if new.enc.nbytes >= b.enc.nbytes:  # e.g. block16 of a block ticks already holds in less
-            report.downgraded -= 1
-            self.downgraded -= 1
+        enc = reencode(b.enc, self._floor(b))
+        if enc.nbytes >= b.enc.nbytes:  # e.g. block16 of a block ticks already holds in less
             self._no_gain.add(b.seq)
             return True
-        self._swap(self._where[b.seq], b, new)
+        report.downgraded += 1
+        self.downgraded += 1
+        self._swap(self._where[b.seq], b, Block(b.seq, b.written_at, b.value, b.high_value, enc,
+                                                b.archived))  # fmt: skip
         return True
 
     def _compress_next(self, report: PoolReport) -> bool:
         """Compress the oldest uncompressed block past its buffer's hot window; False if none."""
-        for seq in self._plain:
+        while self._cold_plain:
+            seq, _ = self._cold_plain.popitem(last=False)
+            if seq not in self._plain:
+                continue  # went lossy, was evicted, or was rewritten since it was queued
             name = self._where[seq]
-            buf = self._buffers[name]
-            if self._hot(name, seq):
-                continue
-            b = buf[seq]
+            b = self._buffers[name][seq]
             # float64 input is exact in every tier >= 64 bits, so its float64 is the value
-            new = Block(b.seq, b.written_at, b.value, b.high_value, encode(decode(b.enc), "ticks"))
-            if new.enc.nbytes >= b.enc.nbytes:  # a few values: headers cost more than they save
+            enc = encode(decode(b.enc), "ticks")
+            if enc.nbytes >= b.enc.nbytes:  # a few values: headers cost more than they save
                 self._plain.pop(seq)
                 return True
+            new = Block(b.seq, b.written_at, b.value, b.high_value, enc, b.archived)
             self._swap(name, b, new)
+            self._queue_lossy(new)
             report.compressed += 1
             self.compressed += 1
             report.compressed_bytes_before += b.enc.nbytes
@@ -325,9 +403,7 @@ class TieredPool:
         return False
 
     def _next_lowerable(self) -> Block | None:
-        """The lowest-value, oldest low-value block above 8 bits."""
-        if self.lossless_first:
-            return self._next_lossy()
+        """The lowest-value, oldest low-value block above 8 bits (not on the ladder)."""
         while self._lowerable:
             _, seq, bits = self._lowerable[0]
             b = self._block(seq)
@@ -337,18 +413,16 @@ class TieredPool:
         return None
 
     def _next_lossy(self) -> Block | None:
-        """The lowest-value, oldest block tagged low-value and above the decided tier (a scan:
-        the ladder reaches this step only once lossless compression cannot meet the budget)."""
-        best: Block | None = None
-        for seq in self._low:
+        """The lowest-value, oldest cold block tagged low-value and above its floor."""
+        while self._lossy:
+            value, seq, bits = self._lossy[0]
             b = self._block(seq)
-            if b is None or b.value > self.low_value_threshold or b.enc.bits <= max(8, self.tier):
-                continue
-            if seq in self._no_gain or self._hot(self._where[seq], seq):
-                continue
-            if best is None or b.value < best.value:
-                best = b
-        return best
+            if (b is not None and b.enc.bits == bits and b.value == value
+                    and value <= self.low_value_threshold and bits > self._floor(b)
+                    and seq not in self._no_gain):  # fmt: skip
+                return b
+            heapq.heappop(self._lossy)  # stale, or cannot go lower until the tier changes
+        return None
 
     def _oldest(self, seqs: OrderedDict[int, None], protect: int | None) -> int | None:
         for seq in seqs:  # the protected block is the newest: at most one step past the first

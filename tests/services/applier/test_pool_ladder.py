@@ -96,3 +96,47 @@ def test_never_over_budget_and_never_lossy_unless_tagged_low_value(
                 if b.value > pool.low_value_threshold:
                     assert np.array_equal(decode(b.enc), written[b.seq])  # exact, bit for bit
                 assert b.enc.bits >= 16  # never below the decided tier
+
+
+def test_an_archived_block_may_go_to_8_bits_after_lossless_whatever_the_tier() -> None:
+    pool = TieredPool(budget_bytes=10**9, tier=64, lossless_first=True, hot_blocks=1)
+    for t in range(3):
+        pool.write("p", CHUNK, value=0.9, now=t)  # high-value: never lossy while so tagged
+    first, second, hot = (b.seq for b in pool.blocks("p"))
+    assert pool.archive(first) and not pool.archive(first)  # once
+    assert pool.archived == 1 and not pool.archive(10**6)  # an unknown block: False
+    report = pool.apply(64, pool.nbytes() - 1)
+    assert report.compressed == 1 and report.downgraded == 0  # lossless comes first
+    pool.apply(64, pool.nbytes() - 1)  # the second cold block, losslessly
+    report = pool.apply(64, pool.nbytes() - 1)
+    assert report.downgraded == 1 and report.evicted == 0  # the archived one, at tier 64
+    by_seq = {b.seq: b for b in pool.blocks("p")}
+    assert by_seq[first].enc.bits == 8 and by_seq[first].archived
+    assert by_seq[second].enc.tier == "ticks" and by_seq[hot].enc.tier == ""  # hot: plain
+    assert np.array_equal(decode(by_seq[second].enc), CHUNK)  # not archived: exact
+    assert np.max(np.abs(decode(by_seq[first].enc) - CHUNK)) <= by_seq[first].enc.abs_error
+
+
+def test_a_full_ladder_does_not_scan_what_it_holds() -> None:
+    """Over budget, a write finds the next block to compress or make lossy from its queues:
+    the blocks it looks at do not grow with the blocks and buffers held."""
+    small = CHUNK[:64]
+    pool = TieredPool(budget_bytes=10**9, tier=8, lossless_first=True, hot_blocks=1)
+    for t in range(3000):
+        pool.write(f"s{t % 300}", small, value=0.1, now=t)
+    pool.apply(8, pool.nbytes() // 4)  # every cold block is compressed, then most go lossy
+    pool.apply(8, pool.nbytes() - 30_000)  # so tight that each write below needs every step
+    looked = [0]
+    block = pool._block
+
+    def counting(seq: int) -> object:
+        looked[0] += 1
+        return block(seq)
+
+    pool._block = counting  # type: ignore[method-assign]
+    for t in range(3000, 3100):
+        assert pool.write(f"s{t % 300}", small, value=0.1, now=t)
+    assert len(pool) > 2000 and pool.nbytes() <= pool.budget_bytes
+    assert pool.evicted > 0 and pool.downgraded > 0  # the writes went down the whole ladder
+    # amortised O(log n) each (stale heap entries, compaction); a scan looks at > 2000 per write
+    assert looked[0] < 100 * 200

@@ -34,7 +34,6 @@ over the window (a t-statistic of the drift) among the previous windows, smoothe
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
@@ -204,21 +203,36 @@ def entropy_and_profit_series(
     return est.entropy, est.profit
 
 
-@dataclass
+def _empty() -> F64:
+    return np.zeros(0)
+
+
+def _empty_pairs() -> F64:
+    return np.zeros((2, 0))
+
+
+@dataclass(slots=True)
 class StreamingEstimator:
     """The same estimates, one price at a time (the decider uses it on ``market.ticks``).
 
     Give each price its time (``update(price, when)``) and the horizon follows the bar spacing
-    as in ``horizon``; without times it is counts only (or the ``window``/``history`` given)."""
+    as in ``horizon``; without times it is counts only (or the ``window``/``history`` given).
+
+    The decider holds one per (host, symbol), so its history is in fixed float64 rings, not
+    deques of Python floats (a float object and a pointer each, four times the bytes): the
+    returns twice over (each written at i and i + capacity, so the newest window is one
+    slice), the windows' volatilities and trend strengths in one (2, history) array. Those
+    are only ever ranked, and a percentile rank counts, so they are kept in no order."""
 
     window: int = WINDOW
     history: int = HISTORY
     _last: float | None = None
-    _returns: deque[float] = field(default_factory=deque)
-    _vols: deque[float] = field(default_factory=deque)
-    _trends: deque[float] = field(default_factory=deque)
+    _returns: F64 = field(default_factory=_empty)  # 2 x capacity, allocated at the first return
+    _returns_seen: int = 0
+    _ranked: F64 = field(default_factory=_empty_pairs)  # (2, history): volatilities, trends
+    _ranked_seen: int = 0
     _profit: float | None = None
-    _times: list[float] = field(default_factory=list)
+    _times: list[float] = field(default_factory=list)  # the first bars' times, until the horizon
     _horizon: Horizon | None = None
 
     @property
@@ -235,35 +249,70 @@ class StreamingEstimator:
             self._times.append(when)
             if len(self._times) == SPACING_GAPS + 1:
                 self._horizon = horizon(self._times)
+                self._times = []  # read once
         h = self.horizon
         last, self._last = self._last, price
         if last is None:
             return None
-        self._returns.append(math.log(price / last))
-        while len(self._returns) > max(WINDOW, h.window):
-            self._returns.popleft()
-        if len(self._returns) < h.window or (
+        self._push_return(math.log(price / last))
+        if self._returns_seen < h.window or (
             when is not None and self._horizon is None and len(self._times) <= SPACING_GAPS
         ):
             return None
         window = h.window
-        r = np.fromiter(self._returns, dtype=np.float64, count=len(self._returns))[-window:]
+        r = self._newest_returns(window)
         # The same reductions as the batch path, bit for bit: discrete prices make exact ties,
         # and a last-bit difference would rank them differently.
         row = np.lib.stride_tricks.sliding_window_view(r, window)
         vol = float(row.std(axis=1)[0])
         trend = 0.0 if vol == 0.0 else abs(float(row.sum(axis=1)[0])) / (vol * math.sqrt(window))
-        weight, confidence, reason = _warmup(len(self._vols), h)
+        filled = self._ranked_filled()
+        weight, confidence, reason = _warmup(filled, h)
         pe = permutation_entropy(r) if vol > 0 else 0.0
-        vol_rank = _shrink(_rank(vol, self._vols), weight) if vol > 0 else 0.0
-        rank = _shrink(_rank(trend, self._trends), weight)
+        vol_rank = _shrink(_rank(vol, self._ranked[0, :filled]), weight) if vol > 0 else 0.0
+        rank = _shrink(_rank(trend, self._ranked[1, :filled]), weight)
         profit = (
             rank if self._profit is None else self._profit + PROFIT_ALPHA * (rank - self._profit)
         )
         self._profit = profit
-        for q, v in ((self._vols, vol), (self._trends, trend)):
-            q.append(v)
-            while len(q) > h.history:
-                q.popleft()
+        self._push_ranked(vol, trend, h.history)
         entropy = min(1.0, max(0.0, PE_WEIGHT * pe + (1 - PE_WEIGHT) * vol_rank))
         return Estimate(entropy, profit, confidence, reason)
+
+    def _push_return(self, value: float) -> None:
+        if not self._returns.size:
+            self._returns = np.zeros(2 * max(WINDOW, self.window))
+        cap = self._returns.size // 2
+        i = self._returns_seen % cap
+        self._returns[i] = self._returns[i + cap] = value
+        self._returns_seen += 1
+
+    def _newest_returns(self, k: int) -> F64:
+        """The newest ``k`` returns, oldest first, as a fresh array (as the deque's copy was)."""
+        cap = self._returns.size // 2
+        end = (self._returns_seen - 1) % cap + cap + 1
+        return self._returns[end - k : end].copy()
+
+    def _push_ranked(self, vol: float, trend: float, history: int) -> None:
+        """Keep the newest ``history`` (volatility, trend) pairs. A horizon settled after
+        estimates were made (times given only later) changes the capacity: the newest
+        ``history - 1`` are kept, in order, before this one is added."""
+        cap = self._ranked.shape[1]
+        if cap != history:
+            kept = self._chronological()[:, max(0, self._ranked_filled() - (history - 1)) :]
+            self._ranked = np.zeros((2, history))
+            self._ranked[:, : kept.shape[1]] = kept
+            self._ranked_seen, cap = kept.shape[1], history
+        i = self._ranked_seen % cap
+        self._ranked[0, i], self._ranked[1, i] = vol, trend
+        self._ranked_seen += 1
+
+    def _ranked_filled(self) -> int:
+        return min(self._ranked_seen, int(self._ranked.shape[1]))
+
+    def _chronological(self) -> F64:
+        cap = self._ranked.shape[1]
+        if self._ranked_seen <= cap:
+            return self._ranked[:, : self._ranked_seen]
+        start = self._ranked_seen % cap
+        return np.concatenate((self._ranked[:, start:], self._ranked[:, :start]), axis=1)

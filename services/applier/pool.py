@@ -39,7 +39,7 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -298,11 +298,9 @@ class TieredPool:
             b = self._block(seq)
             if b is None or b.archived:
                 return False
-            new = Block(b.seq, b.written_at, 0.0, False, b.enc, True)
+            new = replace(b, value=0.0, high_value=False, archived=True)
             name = self._where[seq]
-            self._count(b, -1)
-            self._buffers[name][seq] = new
-            self._count(new, +1)
+            self._swap(name, b, new)
             if b.high_value:  # archived data is old: first among the low-value to be evicted
                 del self._high[seq]
                 self._low[seq] = None
@@ -358,7 +356,7 @@ class TieredPool:
     def _downgrade(self, b: Block, bits: int, report: PoolReport) -> Block:
         report.downgraded += 1
         self.downgraded += 1
-        return Block(b.seq, b.written_at, b.value, b.high_value, reencode(b.enc, bits), b.archived)
+        return replace(b, enc=reencode(b.enc, bits))
 
     def _floor(self, b: Block) -> int:
         """The lowest tier a low-value block may go to: 8 bits once archived, else the decided."""
@@ -375,8 +373,7 @@ class TieredPool:
             return True
         report.downgraded += 1
         self.downgraded += 1
-        self._swap(self._where[b.seq], b, Block(b.seq, b.written_at, b.value, b.high_value, enc,
-                                                b.archived))  # fmt: skip
+        self._swap(self._where[b.seq], b, replace(b, enc=enc))
         return True
 
     def _compress_next(self, report: PoolReport) -> bool:
@@ -392,7 +389,7 @@ class TieredPool:
             if enc.nbytes >= b.enc.nbytes:  # a few values: headers cost more than they save
                 self._plain.pop(seq)
                 return True
-            new = Block(b.seq, b.written_at, b.value, b.high_value, enc, b.archived)
+            new = replace(b, enc=enc)
             self._swap(name, b, new)
             self._queue_lossy(new)
             report.compressed += 1
